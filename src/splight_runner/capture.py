@@ -1,0 +1,373 @@
+"""Capture: every ``logging`` record of the process, at the cost of one append.
+
+Why a class-level hook on ``logging.Logger.callHandlers`` and not a handler on
+the root logger: splight-lib builds its loggers with ``logging.Logger(name)``
+(outside the manager's tree) and ``propagate=False``, so a root handler never
+sees them. ``callHandlers`` runs once per record for every ``Logger`` instance,
+after the logger's own level and filters said yes, and leaves the component's
+handlers, levels and output exactly as they were.
+
+The caller's thread only keeps ``(record, message, context)``; building the
+OTel ``LogRecord`` (attributes, exception text, span ids) happens on the
+``splight-runner-capture`` thread, which emits into the SDK ``LoggerProvider``
+so every configured processor/exporter sees the SDK's own data model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import Context, get_current
+from opentelemetry.instrumentation.log_utils import std_to_otel
+from opentelemetry.sdk._logs import LoggerProvider
+
+from splight_runner import translation
+
+#: ``logging.LogRecord`` attributes that are not user extras.
+_RESERVED = frozenset(
+    (
+        "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "levelname",
+        "levelno", "lineno", "message", "module", "msecs", "msg", "name", "pathname", "process",
+        "processName", "relativeCreated", "stack_info", "thread", "threadName", "taskName", "tags",
+    )
+)  # fmt: skip
+_UNCAUGHT_LOGGER = "splight_runner"
+_STATUS_SCOPE = "splight_runner.health"
+
+
+class _Flush:
+    """A marker in the intake: everything before it has been emitted once it is reached."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _Status:
+    __slots__ = ("status", "timestamp_ns")
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.timestamp_ns = time.time_ns()
+
+
+_OTEL_LEVEL_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def _attribute_value(value: Any) -> Any:
+    """Keep what OTel attributes can hold; anything else becomes its ``str``."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_attribute_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _attribute_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def _exception_text(record: logging.LogRecord) -> str:
+    if record.exc_text:
+        return record.exc_text
+    if record.exc_info and record.exc_info[0] is not None:
+        return "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    return ""
+
+
+class CaptureBridge:
+    """Bounded intake filled by the hot path, drained by one daemon thread.
+
+    The bound is the delivery queue size: past it, records are dropped and
+    counted rather than growing the component's memory; the next drained batch
+    carries one WARNING record that says how many and when.
+    """
+
+    def __init__(
+        self,
+        provider: LoggerProvider,
+        *,
+        max_queue_size: int,
+        wake_at: int,
+        schedule_delay: float,
+    ) -> None:
+        self._provider = provider
+        self._limit = max_queue_size
+        self._wake_at = max(1, min(wake_at, max_queue_size))
+        self._delay = schedule_delay
+        self._items: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._loggers: dict[str, Any] = {}
+        self._dropped = 0
+        self._dropped_first = 0.0
+        self._dropped_last = 0.0
+        self._pid = os.getpid()
+        self._own_threads: set[int] = set()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._start_thread()
+
+    # --- caller side ---------------------------------------------------------
+    def make_hook(self) -> Callable[[logging.Logger, logging.LogRecord], None]:
+        """The replacement for ``Logger.callHandlers``; everything it touches is bound locally."""
+        original = logging.Logger.callHandlers
+        items = self._items
+        append = items.append
+        limit = self._limit
+        wake_at = self._wake_at
+        wake = self._wake.set
+        current_context = get_current
+        bridge = self
+
+        def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+            original(logger, record)
+            # A record made in another process was captured there (QueueHandler, SocketHandler).
+            if record.process != bridge._pid and record.process is not None:
+                return
+            depth = len(items)
+            if depth >= limit:
+                bridge._count_drop()
+                return
+            message = record.__dict__.get("message")
+            if message is None:
+                try:
+                    message = record.getMessage()
+                except Exception:
+                    message = str(record.msg)
+            append((record, message, current_context()))
+            if depth == wake_at:
+                wake()
+
+        callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
+        return callHandlers
+
+    def _count_drop(self) -> None:
+        now = time.time()
+        if not self._dropped:
+            self._dropped_first = now
+        self._dropped += 1
+        self._dropped_last = now
+
+    def submit_status(self, status: str) -> None:
+        """Queue a health transition behind every record made before it."""
+        self._items.append(_Status(status))
+        self._wake.set()
+
+    def submit_uncaught(
+        self,
+        exc_type: type[BaseException],
+        exc: BaseException,
+        tb: TracebackType | None,
+        thread_name: str,
+        level: int,
+    ) -> None:
+        """An uncaught exception as a record of its own, never shown to the component's handlers."""
+        frames = traceback.extract_tb(tb) if tb is not None else []
+        where = frames[-1] if frames else None
+        record = logging.LogRecord(
+            _UNCAUGHT_LOGGER,
+            level,
+            where.filename if where else "",
+            (where.lineno or 0) if where else 0,
+            "Uncaught exception in thread %r: %s: %s",
+            (thread_name, exc_type.__name__, exc),
+            (exc_type, exc, tb),
+            where.name if where else None,
+        )
+        self._items.append((record, record.getMessage(), get_current()))
+        self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Emit everything captured so far into the provider, waiting at most ``timeout`` s."""
+        if self._thread is None or not self._thread.is_alive():
+            return not self._items
+        marker = _Flush()
+        self._items.append(marker)
+        self._wake.set()
+        return marker.done.wait(max(0.0, timeout))
+
+    def owns_current_thread(self) -> bool:
+        return threading.get_ident() in self._own_threads
+
+    # --- fork ----------------------------------------------------------------
+    def after_fork_in_child(self) -> None:
+        """A forked child starts with an empty intake and its own thread: the parent ships its own."""
+        self._pid = os.getpid()
+        self._items.clear()
+        self._wake = threading.Event()
+        self._dropped = 0
+        self._own_threads = set()
+        self._start_thread()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    # --- export thread -------------------------------------------------------
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="splight-runner-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._own_threads.add(threading.get_ident())
+        wake = self._wake
+        while not self._stopped:
+            wake.wait(self._delay)
+            wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        items = self._items
+        while items:
+            try:
+                item = items.popleft()
+            except IndexError:
+                break
+            try:
+                if isinstance(item, tuple):
+                    self._emit_record(*item)
+                elif isinstance(item, _Status):
+                    self._emit_status(item)
+                else:
+                    item.done.set()
+            except Exception as error:  # never let one bad record stop the thread
+                _warn_once(f"a record could not be converted ({type(error).__name__}: {error})")
+        if self._dropped:
+            self._emit_drop_warning()
+
+    def _logger(self, name: str) -> Any:
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._loggers[name] = self._provider.get_logger(name)
+        return logger
+
+    def _emit_record(self, record: logging.LogRecord, message: str, context: Context) -> None:
+        if record.thread in self._own_threads:
+            return  # the SDK warning about a record we were converting: never loop
+        d = record.__dict__
+        attributes: dict[str, Any] = {
+            translation.ATTR_CODE_FILE_PATH: record.pathname,
+            translation.ATTR_CODE_FUNCTION: record.funcName,
+            translation.ATTR_CODE_LINE: record.lineno,
+            "thread.id": record.thread,
+            "thread.name": record.threadName,
+        }
+        tags = d.get("tags")
+        if tags is not None:
+            attributes[translation.ATTR_TAGS] = _attribute_value(tags)
+        event_name = None
+        for key, value in d.items():
+            if key not in _RESERVED and key[0] != "_":
+                if key in ("otel.event.name", "event.name"):
+                    event_name = event_name or value
+                else:
+                    attributes[key] = _attribute_value(value)
+        stacktrace = _exception_text(record)
+        if record.exc_info and record.exc_info[0] is not None:
+            attributes[translation.ATTR_EXCEPTION_TYPE] = record.exc_info[0].__name__
+            attributes[translation.ATTR_EXCEPTION_MESSAGE] = str(record.exc_info[1])
+        elif record.stack_info:
+            stacktrace = record.stack_info
+        if stacktrace:
+            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = stacktrace
+        timestamp = int(record.created * 1e9)
+        self._logger(record.name).emit(
+            LogRecord(
+                timestamp=timestamp,
+                observed_timestamp=timestamp,
+                context=context or None,
+                severity_text=_OTEL_LEVEL_TEXT.get(record.levelname, record.levelname),
+                severity_number=std_to_otel(record.levelno),
+                body=message,
+                attributes=attributes,
+                event_name=event_name,
+            )
+        )
+
+    def _emit_status(self, item: _Status) -> None:
+        self._logger(_STATUS_SCOPE).emit(
+            LogRecord(
+                timestamp=item.timestamp_ns,
+                observed_timestamp=item.timestamp_ns,
+                severity_text="INFO",
+                severity_number=SeverityNumber.INFO,
+                body=item.status,
+                attributes={translation.ATTR_STATUS: item.status},
+                event_name=translation.STATUS_EVENT_NAME,
+            )
+        )
+
+    def _emit_drop_warning(self) -> None:
+        count, first, last = self._dropped, self._dropped_first, self._dropped_last
+        self._dropped = 0
+        now = time.time_ns()
+        self._logger("splight_runner").emit(
+            LogRecord(
+                timestamp=now,
+                observed_timestamp=now,
+                severity_text="WARN",
+                severity_number=SeverityNumber.WARN,
+                body=(
+                    f"splight-runner dropped {count} log records made between "
+                    f"{translation.rfc3339(int(first * 1e9))} and {translation.rfc3339(int(last * 1e9))}: "
+                    f"the capture queue ({self._limit} records) was full"
+                ),
+                attributes={"splight.dropped.count": count},
+            )
+        )
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """The runner's own diagnostics go to stderr, never through ``logging`` (that would loop)."""
+    if message not in _warned:
+        _warned.add(message)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"splight-runner: {message}\n")
+
+
+def install(bridge: CaptureBridge) -> None:
+    """Patch ``Logger.callHandlers`` (once) and the uncaught-exception hooks."""
+    current = logging.Logger.callHandlers
+    original = getattr(current, "__splight_runner__", None)
+    if original is not None:
+        logging.Logger.callHandlers = original  # type: ignore[method-assign]
+    logging.Logger.callHandlers = bridge.make_hook()  # type: ignore[method-assign]
+
+    previous_excepthook = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        try:
+            if not issubclass(exc_type, KeyboardInterrupt):
+                bridge.submit_uncaught(exc_type, exc, tb, threading.current_thread().name, logging.CRITICAL)
+        except Exception:
+            pass
+        previous_excepthook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+
+    previous_thread_hook = threading.excepthook
+
+    def thread_excepthook(args):  # type: ignore[no-untyped-def]
+        try:
+            if args.exc_type is not SystemExit:
+                name = args.thread.name if args.thread is not None else "unknown"
+                bridge.submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, logging.ERROR)
+        except Exception:
+            pass
+        previous_thread_hook(args)
+
+    threading.excepthook = thread_excepthook

@@ -1,0 +1,48 @@
+"""The OpenTelemetry distro and configurator named ``splight``.
+
+The configurator builds the providers through the SDK's own configuration path
+(``_OTelSDKConfigurator``), so every ``OTEL_*`` variable means what the
+specification says; it only adds the Splight resource attributes, pairs the
+``splight`` exporter with :class:`SplightLogRecordProcessor`, and installs the
+single capture path (the ``logging`` hook) instead of OTel's ``LoggingHandler``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+from splight_runner import environment as names
+
+
+def _otlp_endpoint_configured(env: os._Environ[str] | dict[str, str]) -> bool:
+    return bool(env.get(names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT))
+
+
+class SplightDistro(BaseDistro):
+    """Defaults that make ``opentelemetry-instrument`` ship to the Engine like ``run-component``."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        env = os.environ
+        env.setdefault(names.OTEL_PYTHON_CONFIGURATOR, "splight")
+        env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
+        env.setdefault(names.OTEL_TRACES_EXPORTER, "otlp" if _otlp_endpoint_configured(env) else "none")
+        env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if entry_point.name == "logging":
+            # Our hook already captures every record; a second LoggingHandler would send each twice.
+            kwargs["enable_log_auto_instrumentation"] = False
+        super().load_instrumentor(entry_point, **kwargs)
+
+
+class SplightConfigurator(_OTelSDKConfigurator):
+    """Providers from the SDK's configuration path, plus capture, health and exit hooks."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        from splight_runner import bootstrap  # deferred: keeps entry-point loading cheap
+
+        bootstrap.configure_sdk(**kwargs)

@@ -1,0 +1,350 @@
+"""The ``splight`` logs exporter and the processor that gives it delivery guarantees.
+
+:class:`SplightLogExporter` is a standard SDK ``LogRecordExporter`` (entry point
+``opentelemetry_logs_exporter: splight``): it turns SDK records into the
+Engine's two calls through :mod:`splight_runner.translation` and
+:mod:`splight_runner.engine_client`.
+
+:class:`SplightLogRecordProcessor` is what the distro pairs it with instead of
+the SDK's ``BatchLogRecordProcessor``, because the Engine path needs what that
+one does not give: drop-newest with an exact count and a WARNING record about
+it, retries that go on while the queue has room, a flush that waits for
+in-flight retries instead of exporting beside them (no duplicates), and a
+deadline that a dead Engine cannot exceed at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from splight_runner import environment as names
+from splight_runner import settings as config
+from splight_runner import translation
+from splight_runner.engine_client import EngineClient, pack_records
+from splight_runner.retry import Deadline, Retrier
+
+
+def say(message: str) -> None:
+    """One line on stderr: the runner's own voice, never routed through ``logging``."""
+    try:
+        sys.stderr.write(f"splight-runner: {message}\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+@dataclass
+class DeliveryStats:
+    """What happened to the records this process handed to the exporter."""
+
+    sent: int = 0
+    statuses_sent: int = 0
+    rejected: int = 0
+    abandoned: int = 0
+    dropped: int = 0
+
+
+def write_state(path: str | None, status: str) -> None:
+    """Tell the supervisor which status the Engine accepted last (atomic replace)."""
+    if not path:
+        return
+    try:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(status)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+class SplightLogExporter(LogRecordExporter):
+    """Sends log records to ``logs/write`` and health events to ``update-status``."""
+
+    def __init__(
+        self,
+        *,
+        engine: config.EngineSettings | None = None,
+        process_id: str | None = None,
+        sender_type: str | None = None,
+        timeout: float | None = None,
+        state_file: str | None = None,
+    ) -> None:
+        engine = engine or config.engine_settings()
+        self._timeout = (
+            timeout
+            if timeout is not None
+            else config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS) / 1000
+        )
+        self._client = EngineClient(engine, timeout=min(self._timeout, 10.0))
+        self._process_id = process_id or config.process_id()
+        self._sender_type = sender_type or config.process_type()
+        self._state_file = state_file if state_file is not None else os.environ.get(names.SPLIGHT_RUNNER_STATE_FILE)
+        self._last_status: dict[str, str] = {}
+        self._retrier = Retrier(say)
+        self.stats = DeliveryStats()
+
+    # --- the SDK interface ---------------------------------------------------
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Deliver ``batch``, retrying transient failures for at most the export timeout."""
+        give_up_at = time.monotonic() + self._timeout
+        delivered = self.deliver(batch, lambda: give_up_at)
+        return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self._client.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # --- used by SplightLogRecordProcessor ------------------------------------
+    def hurry(self) -> None:
+        """Cut the current backoff sleep short (a flush or exit is waiting)."""
+        self._retrier.hurry()
+
+    def after_fork(self) -> None:
+        self._client.after_fork()
+        self._retrier.reset()
+        self.stats = DeliveryStats()
+
+    def deliver(self, batch: Sequence[ReadableLogRecord], deadline: Deadline) -> bool:
+        """Send ``batch`` in order: runs of logs as logs/write POSTs, each status as its own call.
+
+        Returns False when the deadline cut retries short (the rest is counted as abandoned).
+        """
+        logs: list[dict[str, Any]] = []
+        for index, readable in enumerate(batch):
+            kind, payload = translation.from_sdk(readable, self._process_id, self._sender_type)
+            if kind == "log":
+                logs.append(payload)
+            elif kind == "status":
+                if logs and not self._send_logs(logs, deadline):
+                    self._abandon(len(batch) - index)
+                    return False
+                logs = []
+                if not self._send_status(*payload, deadline=deadline):
+                    self._abandon(len(batch) - index - 1)
+                    return False
+        return not logs or self._send_logs(logs, deadline)
+
+    def _abandon(self, count: int) -> None:
+        if count > 0:
+            self.stats.abandoned += count
+
+    def _send_logs(self, records: list[dict[str, Any]], deadline: Deadline) -> bool:
+        for body, count in pack_records(
+            records, max_records=names.MAX_RECORDS_PER_POST, max_bytes=names.MAX_BYTES_PER_POST
+        ):
+            outcome = self._retrier.call(
+                lambda body=body: self._client.write_logs(body), deadline=deadline, what=f"{count} log records"
+            )
+            if outcome is None:
+                self.stats.abandoned += count
+                return False
+            if outcome:
+                self.stats.sent += count
+            else:
+                self.stats.rejected += count
+        return True
+
+    def _send_status(self, process_id: str, status: str, *, deadline: Deadline) -> bool:
+        if self._last_status.get(process_id) == status:
+            return True
+        outcome = self._retrier.call(
+            lambda: self._client.update_status(process_id, status), deadline=deadline, what=f"status {status}"
+        )
+        if outcome is None:
+            self.stats.abandoned += 1
+            return False
+        if outcome:
+            self._last_status[process_id] = status
+            self.stats.statuses_sent += 1
+            write_state(self._state_file, status)
+        else:
+            self.stats.rejected += 1
+        return True
+
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class SplightLogRecordProcessor(LogRecordProcessor):
+    """Bounded queue + one worker thread: the only path that ever calls the exporter."""
+
+    def __init__(
+        self,
+        exporter: SplightLogExporter,
+        *,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: int | None = None,
+        max_export_batch_size: int | None = None,
+        export_timeout_millis: int | None = None,
+    ) -> None:
+        self._exporter = exporter
+        self.max_queue_size = max_queue_size or config.positive_int(
+            names.OTEL_BLRP_MAX_QUEUE_SIZE, names.DEFAULT_MAX_QUEUE_SIZE
+        )
+        self._delay = (
+            schedule_delay_millis
+            or config.positive_int(names.OTEL_BLRP_SCHEDULE_DELAY, names.DEFAULT_SCHEDULE_DELAY_MS)
+        ) / 1000
+        self._batch_size = min(
+            max_export_batch_size
+            or config.positive_int(names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, names.DEFAULT_MAX_EXPORT_BATCH_SIZE),
+            self.max_queue_size,
+        )
+        self.export_timeout = (
+            export_timeout_millis
+            or config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS)
+        ) / 1000
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._give_up_at: float | None = None
+        self._shutdown = False
+        self._dropped = 0
+        self._dropped_first = 0.0
+        self._dropped_last = 0.0
+        self._template: ReadableLogRecord | None = None
+        self._pid = os.getpid()
+        self._start()
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self._exporter.stats
+
+    def _start(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="splight-runner-export", daemon=True)
+        self._worker.start()
+
+    def after_fork_in_child(self) -> None:
+        self._pid = os.getpid()
+        self._queue.clear()
+        self._wake = threading.Event()
+        self._give_up_at = None
+        self._dropped = 0
+        self._exporter.after_fork()
+        self._start()
+
+    # --- LogRecordProcessor ----------------------------------------------------
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:  # type: ignore[override]
+        if self._shutdown:
+            return
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            now = time.time()
+            if not self._dropped:
+                self._dropped_first = now
+            self._dropped += 1
+            self._exporter.stats.dropped += 1
+            self._dropped_last = now
+            return
+        queue.append(log_record)
+        if len(queue) >= self._batch_size or log_record.log_record.event_name == translation.STATUS_EVENT_NAME:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until everything queued before this call has been handled by the worker."""
+        return self._flush(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Final flush: retries stop at the deadline, then the worker ends."""
+        if self._shutdown:
+            return
+        timeout = self.export_timeout if timeout_millis is None else timeout_millis / 1000
+        self.final_flush(time.monotonic() + timeout)
+        self._shutdown = True
+        self._wake.set()
+        self._exporter.shutdown()
+
+    def final_flush(self, give_up_at: float) -> bool:
+        """Flush with a hard deadline: what is not accepted by then is counted as abandoned."""
+        self._give_up_at = give_up_at if self._give_up_at is None else min(self._give_up_at, give_up_at)
+        return self._flush(max(0.0, give_up_at - time.monotonic()))
+
+    def _flush(self, timeout: float) -> bool:
+        if not self._worker.is_alive():
+            return not self._queue
+        marker = _Flush()
+        self._queue.append(marker)
+        self._wake.set()
+        self._exporter.hurry()
+        return marker.done.wait(timeout)
+
+    # --- worker ------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._shutdown:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch: list[ReadWriteLogRecord] = []
+            marker: _Flush | None = None
+            while queue and len(batch) < self._batch_size:
+                item = queue.popleft()
+                if isinstance(item, _Flush):
+                    marker = item
+                    break
+                batch.append(item)
+            if batch:
+                self._template = batch[-1]
+                try:
+                    delivered = self._exporter.deliver(batch, self._deadline)
+                except Exception as error:  # a bug must not kill the only worker
+                    say(f"export failed ({type(error).__name__}: {error})")
+                    delivered = False
+                if delivered and self._dropped:
+                    self._report_drops()
+            if marker is not None:
+                marker.done.set()
+
+    def _deadline(self) -> float | None:
+        return self._give_up_at
+
+    def _report_drops(self) -> None:
+        """One WARNING record, first in line, once the Engine accepts records again."""
+        template = self._template
+        if template is None:
+            return
+        count, first, last = self._dropped, self._dropped_first, self._dropped_last
+        self._dropped = 0
+        now = time.time_ns()
+        warning = LogRecord(
+            timestamp=now,
+            observed_timestamp=now,
+            severity_text="WARN",
+            severity_number=SeverityNumber.WARN,
+            body=(
+                f"splight-runner dropped {count} log records made between "
+                f"{translation.rfc3339(int(first * 1e9))} and {translation.rfc3339(int(last * 1e9))}: "
+                f"the delivery queue ({self.max_queue_size} records) was full while the Engine "
+                "could not take them"
+            ),
+            attributes={"splight.dropped.count": count},
+        )
+        scope = template.instrumentation_scope
+        self._queue.appendleft(
+            ReadWriteLogRecord(
+                log_record=warning,
+                resource=template.resource,
+                instrumentation_scope=type(scope)("splight_runner") if scope is not None else None,
+            )
+        )
+        self._wake.set()

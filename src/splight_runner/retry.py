@@ -1,0 +1,66 @@
+"""The one retry loop every Engine call goes through (exporter, supervisor).
+
+SPEC.md's policy: retry connection errors, timeouts, 408, 429, 500, 502, 503,
+504 (the client classifies them as ``retryable``) with backoff that honours
+``Retry-After``; never retry other 4xx. How long to keep trying is the caller's
+business — "until the deadline" at exit, "while the queue has room" otherwise
+— so the deadline is a callable read at every attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from splight_runner.engine_client import EngineError, retry_delay
+
+Deadline = Callable[[], "float | None"]
+
+
+class Retrier:
+    """Retries one call at a time; says once when an outage starts and once when it ends."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._outage_since: float | None = None
+        self._hurry = threading.Event()
+
+    def hurry(self) -> None:
+        """Cut the current backoff sleep short (a flush or an exit is waiting)."""
+        self._hurry.set()
+
+    def reset(self) -> None:
+        """Forget the parent's state in a forked child."""
+        self._outage_since = None
+        self._hurry = threading.Event()
+
+    def call(self, call: Callable[[], None], *, deadline: Deadline, what: str) -> bool | None:
+        """True: accepted. False: rejected for good (not retryable). None: the deadline passed."""
+        attempt = 0
+        while True:
+            try:
+                call()
+            except EngineError as error:
+                if not error.retryable:
+                    self._say(f"the Engine rejected {what} ({error}); dropped")
+                    return False
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    self._say(f"cannot deliver to the Engine ({error}); retrying")
+                delay = retry_delay(attempt, error.retry_after)
+                attempt += 1
+                give_up_at = deadline()
+                if give_up_at is not None:
+                    remaining = give_up_at - time.monotonic()
+                    if remaining <= 0:
+                        self._say(f"gave up delivering {what}: the Engine did not take them before the deadline")
+                        return None
+                    delay = min(delay, remaining)
+                if self._hurry.wait(delay):
+                    self._hurry.clear()
+                continue
+            if self._outage_since is not None:
+                self._say(f"delivering to the Engine again after {time.monotonic() - self._outage_since:.1f} s")
+                self._outage_since = None
+            return True

@@ -1,0 +1,166 @@
+"""Configuration, read when a command needs it and never at import.
+
+Every problem is reported as a :class:`ConfigError` whose message is the single
+line an operator sees (the CLI prints it and exits 2), so a mistake in the
+environment never turns into a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from splight_runner import environment as env_names
+
+
+class ConfigError(Exception):
+    """A missing or malformed setting; ``str(error)`` names it in one line."""
+
+
+def read(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Value of ``name``: the file ``<secrets dir>/<name>`` wins over the variable.
+
+    The file form is how the Splight Engine has always mounted secrets
+    (``/etc/config/<NAME>``); its trailing newline is not part of the value.
+    """
+    env = os.environ if env is None else env
+    secrets_dir = env.get(env_names.SPLIGHT_RUNNER_SECRETS_DIR) or env_names.DEFAULT_SECRETS_DIR
+    path = Path(secrets_dir, name)
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path}: {error.strerror}") from None
+    value = env.get(name)
+    return value.strip() if value is not None else None
+
+
+def _non_empty(name: str, env: Mapping[str, str] | None) -> str | None:
+    value = read(name, env)
+    return value or None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where and how to reach the Engine. The secret never appears in ``repr``."""
+
+    host: str
+    api_version: str
+    access_id: str
+    secret_key: str = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.host}/{self.api_version}"
+
+    @property
+    def logs_path(self) -> str:
+        return f"{urlsplit(self.host).path}/{self.api_version}/logs/write/"
+
+    def status_path(self, process_id: str) -> str:
+        return (
+            f"{urlsplit(self.host).path}/{self.api_version}"
+            f"/engine/component/components/{process_id}/update-status/"
+        )
+
+    @property
+    def authorization(self) -> str:
+        return f"Splight {self.access_id} {self.secret_key}"
+
+
+def api_host(env: Mapping[str, str] | None = None) -> str:
+    host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or env_names.DEFAULT_API_HOST
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} must not have a query or fragment"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(
+            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} has a malformed port"
+        ) from None
+    return host.rstrip("/")
+
+
+def engine_settings(env: Mapping[str, str] | None = None) -> EngineSettings:
+    """Engine URL and credentials; raises :class:`ConfigError` naming what is wrong."""
+    host = api_host(env)
+    version = (_non_empty(env_names.API_VERSION, env) or env_names.DEFAULT_API_VERSION).strip("/")
+    if not version or "/" in version or " " in version:
+        raise ConfigError(f"{env_names.API_VERSION}: {version!r} is not a path segment like 'v3'")
+    access_id = _non_empty(env_names.SPLIGHT_ACCESS_ID, env)
+    secret_key = _non_empty(env_names.SPLIGHT_SECRET_KEY, env)
+    missing = [
+        name
+        for name, value in (
+            (env_names.SPLIGHT_ACCESS_ID, access_id),
+            (env_names.SPLIGHT_SECRET_KEY, secret_key),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} not set (needed to send to the Splight Engine)")
+    for name, value in ((env_names.SPLIGHT_ACCESS_ID, access_id), (env_names.SPLIGHT_SECRET_KEY, secret_key)):
+        if any(ch.isspace() for ch in value) or not value.isprintable():
+            # Never echo the value: it may be the secret.
+            raise ConfigError(f"{name} contains whitespace or control characters")
+    return EngineSettings(host=host, api_version=version, access_id=access_id, secret_key=secret_key)
+
+
+def process_id(env: Mapping[str, str] | None = None) -> str | None:
+    """COMPONENT_ID, else COMPUTE_NODE_ID, else AGENT_ID."""
+    for name in env_names.PROCESS_ID_VARIABLES:
+        value = _non_empty(name, env)
+        if value is not None:
+            if "/" in value or any(ch.isspace() for ch in value):
+                raise ConfigError(f"{name}: {value!r} is not a valid id")
+            return value
+    return None
+
+
+def require_process_id(env: Mapping[str, str] | None = None) -> str:
+    value = process_id(env)
+    if value is None:
+        raise ConfigError(
+            "no process id: pass --component-id or set "
+            + ", ".join(env_names.PROCESS_ID_VARIABLES[:-1])
+            + f" or {env_names.PROCESS_ID_VARIABLES[-1]}"
+        )
+    return value
+
+
+def process_type(env: Mapping[str, str] | None = None, default: str = "component") -> str:
+    return _non_empty(env_names.PROCESS_TYPE, env) or default
+
+
+def exporter_names(variable: str, default: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The comma-separated OTEL_*_EXPORTER list; ``none`` means no exporter."""
+    env = os.environ if env is None else env
+    raw = env.get(variable, default)
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def positive_int(
+    name: str, default: int, env: Mapping[str, str] | None = None, *, minimum: int = 1
+) -> int:
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: {value} is below the minimum {minimum}")
+    return value

@@ -1,0 +1,166 @@
+"""The runner stays the component's parent: it forwards signals, passes the exit
+code through, and owes the Engine a final status when the component ends.
+
+Why a parent at all (and not ``exec``): only a parent can see a SIGKILL, a
+segfault or an OOM kill, and report ``Failed`` for a process that could not
+report anything itself.
+
+Signals are taken synchronously (``sigtimedwait``) rather than by Python
+handlers, because that tells who sent them: a Ctrl-C from the terminal reaches
+the whole foreground process group, so the component already has it and must
+not get it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from splight_runner import environment as names
+from splight_runner.settings import EngineSettings
+from splight_runner.translation import TERMINAL_STATUSES
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), not kill(2)
+
+BOOTSTRAP_DIR = str(Path(__file__).resolve().parent / "_bootstrap")
+
+
+@dataclass
+class Launch:
+    """What to start and how to report on it."""
+
+    argv: list[str]
+    cwd: str | None = None
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    process_id: str | None = None
+    engine: EngineSettings | None = None  # None: nothing is sent to the Engine
+    final_status_timeout: float = names.DEFAULT_EXPORT_TIMEOUT_MS / 1000
+
+
+def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], state_file: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(overrides)
+    python_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
+    env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
+    env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
+    env[names.SPLIGHT_RUNNER_STATE_FILE] = state_file
+    env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
+    return env
+
+
+def exit_code(returncode: int) -> int:
+    """Shell convention: killed by signal N → 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def final_status(returncode: int, stop_requested: bool) -> str:
+    if stop_requested:
+        return "Stopped"
+    return "Succeeded" if returncode == 0 else "Failed"
+
+
+def _read_state(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"splight-runner: {message}\n")
+    sys.stderr.flush()
+
+
+def send_final_status(engine: EngineSettings, process_id: str, status: str, timeout: float) -> bool:
+    """The last status, with the exporter's retry policy, within ``timeout`` seconds."""
+    from splight_runner.engine_client import EngineClient
+    from splight_runner.retry import Retrier
+
+    client = EngineClient(engine, timeout=min(timeout, 10.0))
+    give_up_at = time.monotonic() + timeout
+    try:
+        outcome = Retrier(_say).call(
+            lambda: client.update_status(process_id, status),
+            deadline=lambda: give_up_at,
+            what=f"final status {status}",
+        )
+    finally:
+        client.close()
+    return bool(outcome)
+
+
+class _Signals:
+    """Signals recorded before they are blocked; after that, read with sigtimedwait."""
+
+    def __init__(self) -> None:
+        self.early: list[int] = []
+        self.previous = {sig: signal.getsignal(sig) for sig in FORWARDED_SIGNALS}
+
+    def record(self, signum: int, frame: object) -> None:
+        self.early.append(signum)
+
+    def __enter__(self) -> _Signals:
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, self.record)
+        return self
+
+    def block(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
+
+    def __exit__(self, *exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
+    """Run the component to its end; return the runner's exit code."""
+    state_dir = tempfile.mkdtemp(prefix="splight-runner-")
+    state_file = os.path.join(state_dir, "status")
+    env = child_environment(os.environ if base_env is None else base_env, launch.env_overrides, state_file)
+    stop_requested = False
+    try:
+        with _Signals() as signals:
+            try:
+                child = subprocess.Popen(launch.argv, cwd=launch.cwd, env=env)
+            except OSError as error:
+                _say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
+                return 127 if isinstance(error, FileNotFoundError) else 126
+            signals.block()
+            pending: Sequence[int] = list(signals.early)
+            while True:
+                for signum in pending:
+                    if signum in STOP_SIGNALS:
+                        stop_requested = True
+                    with contextlib.suppress(ProcessLookupError):
+                        child.send_signal(signum)
+                pending = []
+                info = signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, 1.0)
+                if child.poll() is not None:
+                    break
+                if info is None or info.si_signo == signal.SIGCHLD:
+                    continue
+                if info.si_signo in STOP_SIGNALS:
+                    stop_requested = True
+                if info.si_code != _SI_KERNEL:  # the terminal already signalled the whole group
+                    pending = [info.si_signo]
+            returncode = child.returncode
+        if launch.engine is not None and launch.process_id:
+            last = _read_state(state_file)
+            if last not in TERMINAL_STATUSES:
+                status = final_status(returncode, stop_requested)
+                send_final_status(launch.engine, launch.process_id, status, launch.final_status_timeout)
+        return exit_code(returncode)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)

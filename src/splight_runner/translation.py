@@ -1,0 +1,185 @@
+"""OTel log record → Engine record: the one place the Engine's record shape is defined.
+
+Both the in-process exporter (SDK ``ReadableLogRecord``) and the gateway (OTLP
+protobuf/JSON) reduce a record to the same plain fields and call
+:func:`engine_record` / :func:`status_of`, so a record reads the same in the
+Engine whichever way it travelled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+# --- OpenTelemetry names (SPEC.md, "OpenTelemetry names") --------------------
+STATUS_EVENT_NAME = "splight.component.status"
+ATTR_STATUS = "splight.component.status"
+RESOURCE_COMPONENT_ID = "splight.component.id"
+RESOURCE_PROCESS_TYPE = "splight.process.type"
+#: splight-lib's ``tags=`` (``extra={"tags": ...}``).
+ATTR_TAGS = "splight.tags"
+#: Logger name for records without an instrumentation scope name (filelog).
+ATTR_LOGGER_NAME = "splight.logger.name"
+ATTR_CODE_FILE_PATH = "code.file.path"
+ATTR_CODE_FILEPATH_OLD = "code.filepath"
+ATTR_CODE_FUNCTION = "code.function.name"
+ATTR_CODE_LINE = "code.line.number"
+ATTR_EXCEPTION_TYPE = "exception.type"
+ATTR_EXCEPTION_MESSAGE = "exception.message"
+ATTR_EXCEPTION_STACKTRACE = "exception.stacktrace"
+
+#: Statuses the Engine accepts; splight-lib engine states pass through as they are.
+ENGINE_STATUSES = frozenset({"Running", "Stopped", "Failed", "Succeeded", "Finished", "Initialized"})
+#: Statuses after which the supervisor owes no final status.
+TERMINAL_STATUSES = frozenset({"Stopped", "Failed", "Succeeded", "Finished"})
+
+_LEVEL_BY_SEVERITY_BAND = ("DEBUG", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_BY_TEXT = {
+    "TRACE": "DEBUG",
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "NOTICE": "INFO",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "ERROR": "ERROR",
+    "FATAL": "CRITICAL",
+    "CRITICAL": "CRITICAL",
+}
+
+
+def loglevel(severity_number: int | None, severity_text: str | None) -> str:
+    """The Engine's five level names from OTel severity (number first, as the spec ranks it)."""
+    if severity_number and 1 <= severity_number <= 24:
+        return _LEVEL_BY_SEVERITY_BAND[(severity_number - 1) // 4]
+    if severity_text:
+        text = severity_text.strip().upper()
+        level = _LEVEL_BY_TEXT.get(text) or _LEVEL_BY_TEXT.get(text.rstrip("0123456789"))
+        if level:
+            return level
+    return "INFO"
+
+
+class _TimestampFormatter:
+    """RFC 3339 UTC with microseconds; caches the per-second prefix (records come in bursts)."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, unix_nanos: int) -> str:
+        second, nanos = divmod(unix_nanos, 1_000_000_000)
+        if second != self._second:
+            # A stale prefix read by another thread is harmless: both fields are set together below.
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second, self._prefix = second, prefix
+        else:
+            prefix = self._prefix
+        return f"{prefix}.{nanos // 1000:06d}Z"
+
+
+rfc3339 = _TimestampFormatter()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _basename(path: Any) -> str:
+    if not path:
+        return ""
+    path = str(path)
+    cut = max(path.rfind("/"), path.rfind("\\"))
+    return path[cut + 1 :] if cut >= 0 else path
+
+
+def status_of(event_name: str | None, body: Any, attributes: Mapping[str, Any] | None) -> str | None:
+    """The status a health event carries, or None when the record is an ordinary log.
+
+    A record is a health event by its event name, or (for pipelines that drop
+    the event name, e.g. older OTLP JSON producers) by the status attribute.
+    """
+    attribute = attributes.get(ATTR_STATUS) if attributes else None
+    if event_name != STATUS_EVENT_NAME and attribute is None:
+        return None
+    status = attribute if attribute is not None else body
+    if not isinstance(status, str) or status not in ENGINE_STATUSES:
+        return None
+    return status
+
+
+def engine_record(
+    *,
+    process_id: str,
+    sender_type: str,
+    scope_name: str | None,
+    body: Any,
+    severity_number: int | None,
+    severity_text: str | None,
+    attributes: Mapping[str, Any] | None,
+    timestamp_ns: int | None,
+    trace_id: int = 0,
+    span_id: int = 0,
+) -> dict[str, Any]:
+    """The Engine record of SPEC.md. Keys and order are part of the contract."""
+    attributes = attributes or {}
+    name = scope_name or attributes.get(ATTR_LOGGER_NAME) or ""
+    filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
+    record: dict[str, Any] = {
+        "sender_type": sender_type,
+        "id": process_id,
+        "name": _text(name),
+        "message": _text(body),
+        "loglevel": loglevel(severity_number, severity_text),
+        "filename": _basename(filename),
+        "traceback": _text(attributes.get(ATTR_EXCEPTION_STACKTRACE)),
+        "tags": attributes.get(ATTR_TAGS),
+        "timestamp": rfc3339(timestamp_ns if timestamp_ns else time.time_ns()),
+    }
+    if trace_id:
+        record["trace_id"] = f"{trace_id:032x}"
+        if span_id:
+            record["span_id"] = f"{span_id:016x}"
+    return record
+
+
+def from_sdk(readable: Any, default_process_id: str | None, default_sender_type: str) -> tuple[str, Any]:
+    """Classify an SDK ``ReadableLogRecord``: ``("status", (id, status))`` or ``("log", record)``.
+
+    ``("skip", reason)`` when the record cannot be sent (no process id).
+    """
+    log_record = readable.log_record
+    resource_attrs = readable.resource.attributes if readable.resource is not None else {}
+    process_id = resource_attrs.get(RESOURCE_COMPONENT_ID) or default_process_id
+    if not process_id:
+        return "skip", "no splight.component.id"
+    attributes = log_record.attributes
+    status = status_of(log_record.event_name, log_record.body, attributes)
+    if status is not None:
+        return "status", (str(process_id), status)
+    scope = readable.instrumentation_scope
+    severity = log_record.severity_number
+    return "log", engine_record(
+        process_id=str(process_id),
+        sender_type=str(resource_attrs.get(RESOURCE_PROCESS_TYPE) or default_sender_type),
+        scope_name=scope.name if scope is not None else None,
+        body=log_record.body,
+        severity_number=severity.value if severity is not None else None,
+        severity_text=log_record.severity_text,
+        attributes=attributes,
+        timestamp_ns=log_record.timestamp or log_record.observed_timestamp,
+        trace_id=log_record.trace_id or 0,
+        span_id=log_record.span_id or 0,
+    )

@@ -1,0 +1,83 @@
+"""Helpers the tests share: run real components under the real runner, against a real dev-engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from splight_runner.dev_engine import DevEngine
+
+RFC3339_MICROS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+ACCESS_ID = "dev-access"
+SECRET_KEY = "dev-secret"
+RUNNER = [sys.executable, "-m", "splight_runner.cli"]
+
+
+def engine_env(engine: DevEngine, **extra: str) -> dict[str, str]:
+    """The environment a component gets on a compute node, pointed at ``engine``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OTEL_", "SPLIGHT_", "COMPONENT_ID", "COMPUTE_NODE_ID", "AGENT_ID", "PROCESS_TYPE"))
+    }
+    env.update(
+        SPLIGHT_PLATFORM_API_HOST=engine.url,
+        SPLIGHT_ACCESS_ID=ACCESS_ID,
+        SPLIGHT_SECRET_KEY=SECRET_KEY,
+        SPLIGHT_RUNNER_SECRETS_DIR="/nonexistent-splight-secrets",
+        OTEL_BLRP_SCHEDULE_DELAY="100",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def write_component(folder: Path, source: str, name: str = "main.py") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_component(
+    main: Path,
+    env: dict[str, str],
+    *,
+    component_id: str = "C1",
+    args: list[str] | None = None,
+    timeout: float = 60,
+) -> Run:
+    cmd = [*RUNNER, "run-component", str(main), f"--component-id={component_id}"]
+    if args:
+        cmd += ["--", *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def run_plain(main: Path, env: dict[str, str], *, component_id: str = "C1", timeout: float = 60) -> Run:
+    """The same component without the runner, for side-by-side comparison."""
+    done = subprocess.run(
+        [sys.executable, main.name, "--component-id", component_id],
+        cwd=main.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def by_message(records: list[dict]) -> dict[str, dict]:
+    return {record["message"]: record for record in records}
