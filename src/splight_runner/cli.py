@@ -54,7 +54,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
 
 
 def _split_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
