@@ -1,0 +1,586 @@
+"""The two Engine API calls, one HTTP attempt per call, with failures classified.
+
+Why one attempt: the exporter inside the component, the supervisor and the
+gateway all make these calls but need different retry policies (the exporter
+backs off and keeps its queue, the gateway answers 503 so the collector keeps
+its queue). So this module only makes the attempt and says, through
+:class:`EngineError`, whether another attempt could succeed and when;
+:func:`retry_delay` is the shared backoff arithmetic and :func:`pack_records`
+the shared batching, so every caller respects the same per-POST limits.
+
+Only the standard library is used: this module runs inside the component's
+process and must not add to (or conflict with) its dependencies.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email.utils
+import http.client
+import json
+import math
+import os
+import random
+import select
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from splight_runner import __version__
+from splight_runner.environment import MAX_BYTES_PER_POST, MAX_RECORDS_PER_POST
+from splight_runner.settings import EngineSettings
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "RETRYABLE_STATUSES",
+    "EngineClient",
+    "EngineError",
+    "is_retryable",
+    "pack_records",
+    "parse_retry_after",
+    "retry_delay",
+]
+
+#: Answers after which the same request may succeed later (SPEC, "Engine API").
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Longest wait :func:`retry_delay` accepts from a ``Retry-After`` header, so a
+#: misconfigured proxy cannot stall delivery for hours.
+MAX_RETRY_AFTER = 300.0
+#: Longest ``detail`` kept in an :class:`EngineError`; the text ends up in log lines.
+MAX_DETAIL_CHARS = 200
+
+_USER_AGENT = f"splight-runner/{__version__}"
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+_RECORDS_OPEN = b'{"records":['
+_RECORDS_CLOSE = b"]}"
+#: Fields shortened, in this order, when one record alone is too big for a POST.
+_TRUNCATABLE_FIRST = ("message", "traceback")
+#: Characters of each of those kept while the other can still be shortened instead.
+_KEEP_WHILE_OTHERS_GIVE = 1024
+
+
+def is_retryable(status: int | None) -> bool:
+    """Whether an answer (``None``: no answer at all) may succeed if sent again."""
+    return status is None or status in RETRYABLE_STATUSES
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    Returns ``None`` when the header is absent or unreadable (the caller then
+    uses its own backoff); a date in the past means "now" (``0.0``).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:  # RFC 9110 dates are always GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """Collapse whitespace and cut to ``limit`` characters: details go into log lines."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _restore_error(detail: str, status: int | None, retry_after: float | None, retryable: bool) -> EngineError:
+    return EngineError(detail, status=status, retry_after=retry_after, retryable=retryable)
+
+
+class EngineError(Exception):
+    """A call the Engine did not accept, or could not be asked.
+
+    ``status`` is the HTTP status, ``None`` when there was no answer (refused,
+    reset, timed out, malformed answer). ``detail`` is the Engine's
+    ``{"detail": ...}`` text or a short description, one line, at most
+    :data:`MAX_DETAIL_CHARS` characters, and never the secret key (the client
+    scrubs it before building the error). ``retry_after`` is the server's
+    ``Retry-After`` in seconds, if it sent a readable one. ``retryable`` says
+    whether sending the same request again may succeed.
+    """
+
+    status: int | None
+    detail: str
+    retry_after: float | None
+    retryable: bool
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.status = status
+        self.detail = _one_line(detail)
+        self.retry_after = retry_after
+        self.retryable = is_retryable(status) if retryable is None else retryable
+        super().__init__(self.detail)
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return self.detail or "no answer from the Engine"
+        try:
+            head = f"{self.status} {HTTPStatus(self.status).phrase}"
+        except ValueError:
+            head = str(self.status)
+        if not self.detail or self.detail == head.partition(" ")[2]:
+            return head
+        return f"{head}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return (
+            f"EngineError(status={self.status!r}, detail={self.detail!r}, "
+            f"retryable={self.retryable!r}, retry_after={self.retry_after!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments would otherwise be lost when pickled
+        # (for example when handed to another process).
+        return (_restore_error, (self.detail, self.status, self.retry_after, self.retryable))
+
+
+def _describe_failure(error: BaseException, where: str, timeout: float, stage: str) -> str:
+    """Short, secret-free text for an error raised before a complete answer arrived."""
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused by {where}"
+    if isinstance(error, TimeoutError):
+        if stage == "connect":
+            return f"timed out connecting to {where} after {timeout:g}s"
+        return f"no answer from {where} within {timeout:g}s"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {where}: {error.strerror or error}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate of {where} not trusted: {error.verify_message or error.reason}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error with {where}: {error.reason or type(error).__name__}"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return f"{where} closed the connection without answering"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"{where} closed the connection in the middle of its answer"
+    if isinstance(error, http.client.HTTPException):
+        return f"incomplete or malformed answer from {where} ({type(error).__name__})"
+    if isinstance(error, ConnectionResetError):
+        return f"connection reset by {where}"
+    if isinstance(error, OSError):
+        return f"connection error with {where}: {error.strerror or error}"
+    return f"error talking to {where}: {type(error).__name__}"
+
+
+def _connection_dropped(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive socket was closed (or written to) by the server.
+
+    An idle connection has nothing to read; if it is readable, the server sent
+    EOF (idle timeout, restart) or garbage, and either way it cannot be reused.
+    """
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _proxy_for(scheme: str, host: str, port: int) -> tuple[str, int, dict[str, str]] | None:
+    """The ``HTTP(S)_PROXY`` to tunnel through for this Engine host, if any.
+
+    The original runner used ``requests``, which honours these variables and
+    ``NO_PROXY``; a component deployed behind a proxy keeps working. The proxy
+    is only used through ``CONNECT``, so it relays bytes to the Engine host and
+    never receives a request (or the Authorization header) addressed to itself.
+    """
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme)
+    if not url:
+        return None
+    if urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        proxy_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        headers["Proxy-Authorization"] = f"Basic {token}"
+    return parts.hostname, proxy_port, headers
+
+
+class EngineClient:
+    """Makes the Engine's two calls over one persistent keep-alive connection.
+
+    Each call is exactly one attempt (plus one silent reconnect when a reused
+    keep-alive connection turns out to have been closed by the server before it
+    answered anything) and either returns (2xx) or raises :class:`EngineError`.
+    Redirects are not followed: following one could carry the Authorization
+    header to another host.
+
+    Not thread-safe, by design: a connection carries one request at a time, so
+    each thread that sends owns its own client. After ``os.fork()`` the child
+    must not use the parent's socket; :meth:`after_fork` drops it, and each call
+    also notices a changed process id by itself.
+
+    ``timeout`` bounds each blocking step of an attempt (connecting, sending,
+    each read of the answer), which in practice bounds the attempt.
+    """
+
+    def __init__(self, settings: EngineSettings, *, timeout: float = 10.0) -> None:
+        parts = urlsplit(settings.host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("Engine host must be an http(s) URL")
+        self._settings = settings
+        self._timeout = timeout
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._where = f"{self._host}:{self._port}"
+        self._proxy = _proxy_for(parts.scheme, self._host, self._port)
+        self._ssl_context: ssl.SSLContext | None = None
+        self._conn: http.client.HTTPConnection | None = None
+        self._pid = os.getpid()
+        self._secrets = tuple(s for s in (settings.authorization, settings.secret_key) if s)
+
+    # -- the two calls ---------------------------------------------------------
+
+    def write_logs(self, body: bytes) -> None:
+        """POST an encoded ``{"records": [...]}`` body (see :func:`pack_records`)."""
+        self._post(self._settings.logs_path, body, _JSON)
+
+    def update_status(self, process_id: str, status: str) -> None:
+        """POST ``deployment_status=<status>`` for ``process_id``."""
+        path = self._settings.status_path(quote(process_id, safe=""))
+        body = urlencode({"deployment_status": status}).encode("ascii")
+        self._post(path, body, _FORM)
+
+    # -- connection lifecycle --------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def after_fork(self) -> None:
+        """Forget a connection inherited from the parent process; the next call opens its own.
+
+        Only this process's copy of the file descriptor is closed: no shutdown,
+        no TLS close_notify, nothing sent, so the parent's connection is untouched.
+        """
+        conn, self._conn = self._conn, None
+        self._pid = os.getpid()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        target_host, target_port, tunnel_headers = self._host, self._port, None
+        if self._proxy is not None:
+            target_host, target_port, tunnel_headers = self._proxy
+        conn: http.client.HTTPConnection
+        if self._https:
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(
+                target_host, target_port, timeout=self._timeout, context=self._ssl_context
+            )
+        else:
+            conn = http.client.HTTPConnection(target_host, target_port, timeout=self._timeout)
+        if tunnel_headers is not None:
+            conn.set_tunnel(self._host, self._port, headers=tunnel_headers)
+        return conn
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """The connection to use and whether it already carried a request."""
+        if os.getpid() != self._pid:
+            self.after_fork()
+        conn = self._conn
+        if conn is not None and conn.sock is not None and _connection_dropped(conn.sock):
+            self.close()
+            conn = None
+        if conn is None:
+            conn = self._conn = self._new_connection()
+        return conn, conn.sock is not None
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _post(self, path: str, body: bytes, content_type: str) -> None:
+        headers = {
+            "Authorization": self._settings.authorization,
+            "User-Agent": _USER_AGENT,
+            "Accept": _JSON,
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+        }
+        for attempt in (0, 1):
+            conn, reused = self._connection()
+            stage = "connect" if conn.sock is None else "send"
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                    stage = "send"
+                conn.request("POST", path, body=body, headers=headers)
+                stage = "answer"
+                response = conn.getresponse()
+                stage = "body"
+                data = response.read()
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
+                self.close()
+                if reused and attempt == 0 and stage in ("send", "answer"):
+                    # The server closed an idle keep-alive connection just as we
+                    # reused it; nothing was answered, so open a fresh one.
+                    continue
+                raise self._failure(error, stage) from None
+            except (OSError, http.client.HTTPException) as error:
+                self.close()
+                raise self._failure(error, stage) from None
+            except BaseException:
+                self.close()  # half a request on the connection: never reuse it
+                raise
+            break
+        if response.will_close:
+            self.close()
+        if 200 <= response.status < 300:
+            return
+        raise EngineError(
+            self._detail(response, data),
+            status=response.status,
+            retry_after=parse_retry_after(response.getheader("Retry-After")),
+        )
+
+    def _failure(self, error: BaseException, stage: str) -> EngineError:
+        text = _describe_failure(error, self._where, self._timeout, stage)
+        return EngineError(self._scrub(text), status=None, retryable=True)
+
+    def _detail(self, response: http.client.HTTPResponse, data: bytes) -> str:
+        """The Engine's ``detail`` text, else the body's start, else the reason phrase."""
+        text = data.decode("utf-8", errors="replace").strip()
+        detail: str | None = None
+        if text.startswith(("{", "[")):
+            try:
+                parsed = json.loads(text)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, dict) and "detail" in parsed:
+                value = parsed["detail"]
+                detail = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            elif parsed is not None:
+                detail = json.dumps(parsed, ensure_ascii=False)
+        if detail is None:
+            content_type = (response.getheader("Content-Type") or "").lower()
+            detail = "" if "html" in content_type else text
+        if not detail:
+            detail = response.reason or ""
+        # Scrub before cutting, so a secret straddling the cut cannot leave a prefix behind.
+        return _one_line(self._scrub(detail))
+
+
+# -- batching ------------------------------------------------------------------
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that strict JSON can carry (no NaN, str keys, no cycles)."""
+    if depth > 64:
+        return "[nested too deep]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    """One record as compact UTF-8 JSON.
+
+    A record must never sink a whole batch: values JSON cannot carry (a
+    ``datetime`` in tags, NaN, a cycle) become strings instead of errors.
+    """
+    try:
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
+
+
+def _marker(removed: int) -> str:
+    return f"…[truncated by splight-runner: {removed} bytes]"
+
+
+def _cut(original: str, keep: int) -> str:
+    """The first ``keep`` characters of ``original`` and a marker counting the bytes removed."""
+    prefix = original[:keep]
+    return prefix + _marker(len(original.encode("utf-8")) - len(prefix.encode("utf-8")))
+
+
+def _shorten_field(record: dict[str, Any], field: str, original: str, budget: int, floor: int) -> bytes | None:
+    """``record`` encoded with ``original`` cut as little as possible to fit ``budget`` bytes.
+
+    Keeps at least ``floor`` characters, else returns ``None``. Binary search
+    over the kept length works because the encoded size never shrinks as more
+    is kept (one more kept character adds at least the byte that a shorter
+    marker count could save).
+    """
+
+    def encoded(keep: int) -> bytes:
+        return _encode({**record, field: _cut(original, keep)})
+
+    best = encoded(floor)
+    if len(best) > budget:
+        return None
+    low, high = floor, len(original) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = encoded(middle)
+        if len(candidate) <= budget:
+            low, best = middle, candidate
+        else:
+            high = middle - 1
+    return best
+
+
+def _fit_record(record: Mapping[str, Any], encoded: bytes, budget: int) -> bytes:
+    """Shrink a record that alone exceeds ``budget`` bytes, visibly.
+
+    ``message`` gives first, then ``traceback``; while the other can still
+    give, each keeps its first :data:`_KEEP_WHILE_OTHERS_GIVE` characters, so a
+    huge traceback does not wipe out a short message. Then both may go
+    entirely, then ``tags`` (replaced by a marker string), then any other
+    string field, longest first. A record that still cannot fit is returned as
+    small as it got: the Engine decides (413) rather than the record silently
+    vanishing here.
+    """
+    current: dict[str, Any] = dict(record)
+    for field in _TRUNCATABLE_FIRST:
+        original = record.get(field)
+        if not isinstance(original, str) or len(original) <= _KEEP_WHILE_OTHERS_GIVE:
+            continue
+        fitted = _shorten_field(current, field, original, budget, _KEEP_WHILE_OTHERS_GIVE)
+        if fitted is not None:
+            return fitted
+        current[field] = _cut(original, _KEEP_WHILE_OTHERS_GIVE)
+    others = sorted(
+        (k for k, v in record.items() if isinstance(v, str) and k not in (*_TRUNCATABLE_FIRST, "tags")),
+        key=lambda k: -len(record[k]),
+    )
+    for field in (*_TRUNCATABLE_FIRST, "tags", *others):
+        original = record.get(field)
+        if field == "tags" and original is not None and not isinstance(original, str):
+            size = len(_encode({"tags": original})) - len(b'{"tags":}')
+            current["tags"] = _marker(size)
+            encoded = _encode(current)
+            if len(encoded) <= budget:
+                return encoded
+            continue
+        if not isinstance(original, str) or not original:
+            continue
+        fitted = _shorten_field(current, field, original, budget, 0)
+        if fitted is not None:
+            return fitted
+        current[field] = _cut(original, 0)
+        encoded = _encode(current)
+    return encoded
+
+
+def pack_records(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    max_records: int = MAX_RECORDS_PER_POST,
+    max_bytes: int = MAX_BYTES_PER_POST,
+) -> list[tuple[bytes, int]]:
+    """Split records into logs/write bodies, each within both per-POST limits.
+
+    Returns ``(body, number_of_records)`` pairs, records kept in order, bodies
+    as compact UTF-8 JSON ``{"records":[...]}``. Every record lands in exactly
+    one body (the counts add up to ``len(records)``); one that alone exceeds
+    ``max_bytes`` is truncated with a visible marker (see :func:`_fit_record`).
+    """
+    if max_records < 1:
+        raise ValueError("max_records must be at least 1")
+    overhead = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE)
+    if max_bytes <= overhead:
+        raise ValueError(f"max_bytes must be more than {overhead}")
+    budget = max_bytes - overhead
+    bodies: list[tuple[bytes, int]] = []
+    chunk: list[bytes] = []
+    size = 0  # encoded records plus separating commas
+
+    def flush() -> None:
+        nonlocal chunk, size
+        if chunk:
+            bodies.append((_RECORDS_OPEN + b",".join(chunk) + _RECORDS_CLOSE, len(chunk)))
+            chunk, size = [], 0
+
+    for record in records:
+        encoded = _encode(record)
+        if len(encoded) > budget:
+            encoded = _fit_record(record, encoded, budget)
+        extra = len(encoded) + (1 if chunk else 0)
+        if chunk and (len(chunk) >= max_records or size + extra > budget):
+            flush()
+            extra = len(encoded)
+        chunk.append(encoded)
+        size += extra
+    flush()
+    return bodies
+
+
+# -- backoff -------------------------------------------------------------------
+
+
+def retry_delay(attempt: int, retry_after: float | None = None, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
+
+    Without ``retry_after``: exponential backoff with full jitter, uniform in
+    ``[0, min(cap, base * 2**attempt)]``, so many runners that failed together
+    do not come back together. With it: the server's wish is honoured (never
+    earlier) plus up to ``base`` seconds of jitter, but at most
+    :data:`MAX_RETRY_AFTER` so a bad header cannot stall delivery for hours.
+    """
+    if retry_after is not None and math.isfinite(retry_after):
+        wait = max(0.0, retry_after) + random.uniform(0.0, base)
+        return min(wait, MAX_RETRY_AFTER)
+    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 64))
+    return random.uniform(0.0, ceiling)
