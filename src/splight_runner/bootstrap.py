@@ -87,6 +87,7 @@ def configure_sdk(**kwargs: Any) -> None:
         max_queue_size=queue_size,
         wake_at=batch_size,
         schedule_delay=_CAPTURE_DRAIN_INTERVAL,
+        drops=processors[0].drops if processors else None,
     )
     capture.install(bridge)
     health.install(bridge.submit_status)

@@ -33,6 +33,7 @@ from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.sdk._logs import LoggerProvider
 
 from splight_runner import translation
+from splight_runner.accounting import DropCounter
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -100,6 +101,7 @@ class CaptureBridge:
         max_queue_size: int,
         wake_at: int,
         schedule_delay: float,
+        drops: DropCounter | None = None,
     ) -> None:
         self._provider = provider
         self._limit = max_queue_size
@@ -108,9 +110,9 @@ class CaptureBridge:
         self._items: deque[Any] = deque()
         self._wake = threading.Event()
         self._loggers: dict[str, Any] = {}
-        self._dropped = 0
-        self._dropped_first = 0.0
-        self._dropped_last = 0.0
+        #: Shared with the Splight processor when there is one: it reports drops once the Engine is back.
+        self._drops = drops if drops is not None else DropCounter()
+        self._report_drops = drops is None
         self._pid = os.getpid()
         self._own_threads: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -127,6 +129,7 @@ class CaptureBridge:
         wake_at = self._wake_at
         wake = self._wake.set
         current_context = get_current
+        count_drop = self._drops.add
         bridge = self
 
         def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
@@ -136,7 +139,7 @@ class CaptureBridge:
                 return
             depth = len(items)
             if depth >= limit:
-                bridge._count_drop()
+                count_drop()
                 return
             message = record.__dict__.get("message")
             if message is None:
@@ -150,13 +153,6 @@ class CaptureBridge:
 
         callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
         return callHandlers
-
-    def _count_drop(self) -> None:
-        now = time.time()
-        if not self._dropped:
-            self._dropped_first = now
-        self._dropped += 1
-        self._dropped_last = now
 
     def submit_status(self, status: str) -> None:
         """Queue a health transition behind every record made before it."""
@@ -205,7 +201,8 @@ class CaptureBridge:
         self._pid = os.getpid()
         self._items.clear()
         self._wake = threading.Event()
-        self._dropped = 0
+        if self._report_drops:
+            self._drops.reset()
         self._own_threads = set()
         self._start_thread()
 
@@ -243,7 +240,7 @@ class CaptureBridge:
                     item.done.set()
             except Exception as error:  # never let one bad record stop the thread
                 _warn_once(f"a record could not be converted ({type(error).__name__}: {error})")
-        if self._dropped:
+        if self._report_drops and self._drops:
             self._emit_drop_warning()
 
     def _logger(self, name: str) -> Any:
@@ -309,8 +306,10 @@ class CaptureBridge:
         )
 
     def _emit_drop_warning(self) -> None:
-        count, first, last = self._dropped, self._dropped_first, self._dropped_last
-        self._dropped = 0
+        report = self._drops.take_report(self._limit)
+        if report is None:
+            return
+        count, message = report
         now = time.time_ns()
         self._logger("splight_runner").emit(
             LogRecord(
@@ -318,11 +317,7 @@ class CaptureBridge:
                 observed_timestamp=now,
                 severity_text="WARN",
                 severity_number=SeverityNumber.WARN,
-                body=(
-                    f"splight-runner dropped {count} log records made between "
-                    f"{translation.rfc3339(int(first * 1e9))} and {translation.rfc3339(int(last * 1e9))}: "
-                    f"the capture queue ({self._limit} records) was full"
-                ),
+                body=message,
                 attributes={"splight.dropped.count": count},
             )
         )

@@ -27,10 +27,12 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner import translation
+from splight_runner.accounting import DropCounter
 from splight_runner.engine_client import EngineClient, pack_records
 from splight_runner.retry import Deadline, Retrier
 
@@ -52,7 +54,6 @@ class DeliveryStats:
     statuses_sent: int = 0
     rejected: int = 0
     abandoned: int = 0
-    dropped: int = 0
 
 
 def write_state(path: str | None, status: str) -> None:
@@ -216,16 +217,21 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._wake = threading.Event()
         self._give_up_at: float | None = None
         self._shutdown = False
-        self._dropped = 0
-        self._dropped_first = 0.0
-        self._dropped_last = 0.0
+        #: Shared with the capture intake (see bootstrap) so one report covers both queues.
+        self.drops = DropCounter()
         self._template: ReadableLogRecord | None = None
+        self._in_flight = 0
         self._pid = os.getpid()
         self._start()
 
     @property
     def stats(self) -> DeliveryStats:
         return self._exporter.stats
+
+    def undelivered(self) -> int:
+        """Records that did not reach the Engine: dropped, abandoned, or still queued or in flight."""
+        queued = sum(1 for item in list(self._queue) if not isinstance(item, _Flush))
+        return self.drops.total + self.stats.abandoned + queued + self._in_flight
 
     def _start(self) -> None:
         self._worker = threading.Thread(target=self._run, name="splight-runner-export", daemon=True)
@@ -236,7 +242,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._queue.clear()
         self._wake = threading.Event()
         self._give_up_at = None
-        self._dropped = 0
+        self.drops.reset()
         self._exporter.after_fork()
         self._start()
 
@@ -246,12 +252,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             return
         queue = self._queue
         if len(queue) >= self.max_queue_size:
-            now = time.time()
-            if not self._dropped:
-                self._dropped_first = now
-            self._dropped += 1
-            self._exporter.stats.dropped += 1
-            self._dropped_last = now
+            self.drops.add()
             return
         queue.append(log_record)
         if len(queue) >= self._batch_size or log_record.log_record.event_name == translation.STATUS_EVENT_NAME:
@@ -305,12 +306,15 @@ class SplightLogRecordProcessor(LogRecordProcessor):
                 batch.append(item)
             if batch:
                 self._template = batch[-1]
+                self._in_flight = len(batch)
                 try:
                     delivered = self._exporter.deliver(batch, self._deadline)
                 except Exception as error:  # a bug must not kill the only worker
                     say(f"export failed ({type(error).__name__}: {error})")
                     delivered = False
-                if delivered and self._dropped:
+                finally:
+                    self._in_flight = 0
+                if delivered and self.drops:
                     self._report_drops()
             if marker is not None:
                 marker.done.set()
@@ -321,30 +325,24 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def _report_drops(self) -> None:
         """One WARNING record, first in line, once the Engine accepts records again."""
         template = self._template
-        if template is None:
+        report = self.drops.take_report(self.max_queue_size)
+        if template is None or report is None:
             return
-        count, first, last = self._dropped, self._dropped_first, self._dropped_last
-        self._dropped = 0
+        count, message = report
         now = time.time_ns()
         warning = LogRecord(
             timestamp=now,
             observed_timestamp=now,
             severity_text="WARN",
             severity_number=SeverityNumber.WARN,
-            body=(
-                f"splight-runner dropped {count} log records made between "
-                f"{translation.rfc3339(int(first * 1e9))} and {translation.rfc3339(int(last * 1e9))}: "
-                f"the delivery queue ({self.max_queue_size} records) was full while the Engine "
-                "could not take them"
-            ),
+            body=message,
             attributes={"splight.dropped.count": count},
         )
-        scope = template.instrumentation_scope
         self._queue.appendleft(
             ReadWriteLogRecord(
                 log_record=warning,
                 resource=template.resource,
-                instrumentation_scope=type(scope)("splight_runner") if scope is not None else None,
+                instrumentation_scope=InstrumentationScope("splight_runner"),
             )
         )
         self._wake.set()

@@ -54,7 +54,7 @@ class Pipeline:
         closer.start()
         closer.join(max(0.0, give_up_at - time.monotonic()))
         self.bridge.stop()
-        lost = sum(p.stats.abandoned + p.stats.dropped for p in self.processors)
+        lost = sum(p.undelivered() for p in self.processors)
         if lost:
             say(f"{lost} log records could not be delivered to the Engine before exit")
 

@@ -57,7 +57,9 @@ class Retrier:
                         self._say(f"gave up delivering {what}: the Engine did not take them before the deadline")
                         return None
                     delay = min(delay, remaining)
-                if self._hurry.wait(delay):
+                if error.retry_after is not None:
+                    time.sleep(delay)  # the Engine asked for this wait: a flush does not cut it short
+                elif self._hurry.wait(delay):
                     self._hurry.clear()
                 continue
             if self._outage_since is not None:

@@ -5,6 +5,7 @@ one runs the one that would have run otherwise, then sets the distro up when the
 runner activated it. Nothing here may stop the component from starting.
 """
 
+import contextlib
 import os
 import sys
 
@@ -28,10 +29,8 @@ def _run_shadowed_sitecustomize() -> None:
 
 
 def _main() -> None:
-    try:
+    with contextlib.suppress(Exception):
         _run_shadowed_sitecustomize()
-    except Exception:
-        pass
     if os.environ.get("SPLIGHT_RUNNER_ACTIVE") == "1":
         try:
             from splight_runner.bootstrap import start
