@@ -91,7 +91,8 @@ def configure_sdk(**kwargs: Any) -> None:
     )
     capture.install(bridge)
     health.install(bridge.submit_status)
-    lifecycle.install(lifecycle.Pipeline(bridge, provider, processors, timeout))
+    watch = lifecycle.ExitWatch() if lifecycle.owes_final_status(bool(processors)) else None
+    lifecycle.install(lifecycle.Pipeline(bridge, provider, processors, timeout, watch))
 
 
 def start() -> None:

@@ -117,6 +117,8 @@ class CaptureBridge:
         self._own_threads: set[int] = set()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        #: The last health status queued, so an unsupervised exit knows whether one is still owed.
+        self.last_status: str | None = None
         self._start_thread()
 
     # --- caller side ---------------------------------------------------------
@@ -156,6 +158,7 @@ class CaptureBridge:
 
     def submit_status(self, status: str) -> None:
         """Queue a health transition behind every record made before it."""
+        self.last_status = status
         self._items.append(_Status(status))
         self._wake.set()
 

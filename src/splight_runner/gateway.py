@@ -1095,12 +1095,16 @@ def _first_id(body: bytes) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as the CLI's one-line usage error (exit 2), never exits itself."""
+    """argparse that reports mistakes as one line with exit 2 (like cli.py's parser), never exits itself.
+
+    It raises ``settings.ConfigError`` rather than ``cli.UsageError``: under
+    ``python -m splight_runner.cli`` the running CLI is ``__main__``, and a
+    ``UsageError`` imported from ``splight_runner.cli`` would be another class
+    that it does not catch. The CLI treats both the same way.
+    """
 
     def error(self, message: str) -> NoReturn:
-        from splight_runner.cli import UsageError
-
-        raise UsageError(f"{self.prog}: {message}")
+        raise config.ConfigError(f"{self.prog}: {message}")
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -1,0 +1,191 @@
+"""The distro: opentelemetry-instrument, OTEL_* conventions, spans, and OTLP fan-out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from otlp_sink import OtlpSink
+from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
+
+from splight_runner.translation import STATUS_EVENT_NAME
+
+BIN = Path(sys.executable).parent
+
+APP = """
+import logging
+from opentelemetry import trace
+logging.basicConfig(level=logging.INFO)
+log = logging.getLogger("app")
+log.info("outside span")
+with trace.get_tracer("test").start_as_current_span("work") as span:
+    log.warning("inside span")
+    ctx = span.get_span_context()
+    print(f"span {ctx.trace_id:032x} {ctx.span_id:016x}", flush=True)
+hidden = logging.Logger("splight_lib.style")
+hidden.propagate = False
+hidden.error("unregistered", extra={"tags": "RUNTIME"})
+"""
+
+
+def _instrument(main: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "python", main.name],
+        cwd=main.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _span_ids(stdout: str) -> tuple[str, str]:
+    line = next(line for line in stdout.splitlines() if line.startswith("span "))
+    _, trace_id, span_id = line.split()
+    return trace_id, span_id
+
+
+def test_opentelemetry_instrument_ships_like_run_component(dev_engine, tmp_path):
+    main = write_component(tmp_path, APP)
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    via_instrument = dev_engine.records
+    statuses = dev_engine.statuses
+    dev_engine.clear()
+
+    run = run_component(main, engine_env(dev_engine))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+
+    def comparable(records):
+        return [{k: v for k, v in r.items() if k not in ("timestamp", "trace_id", "span_id")} for r in records]
+
+    assert comparable(via_instrument) == comparable(dev_engine.records)
+    assert [r["message"] for r in via_instrument] == ["outside span", "inside span", "unregistered"]
+    assert via_instrument[2]["tags"] == "RUNTIME"
+    assert statuses == dev_engine.statuses == [("C1", "Succeeded")]
+
+
+def test_otel_python_distro_selects_splight(dev_engine, tmp_path):
+    main = write_component(tmp_path, APP)
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_DISTRO="splight"))
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: len(e.records) >= 3)
+
+
+def test_records_inside_a_span_carry_its_trace_and_span_id(dev_engine, tmp_path):
+    main = write_component(tmp_path, APP)
+    run = run_component(main, engine_env(dev_engine))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.wait_for(lambda e: len(e.records) >= 3)
+    trace_id, span_id = _span_ids(run.stdout)
+    outside, inside, _ = dev_engine.records
+    assert (inside["trace_id"], inside["span_id"]) == (trace_id, span_id)
+    assert "trace_id" not in outside and "span_id" not in outside
+
+
+@pytest.mark.parametrize("via", ["run-component", "opentelemetry-instrument"])
+def test_splight_and_otlp_fan_out_gets_the_same_records_without_credentials(dev_engine, tmp_path, via):
+    main = write_component(tmp_path, APP)
+    with OtlpSink() as sink:
+        env = engine_env(
+            dev_engine,
+            COMPONENT_ID="C1",
+            OTEL_LOGS_EXPORTER="splight,otlp",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+            OTEL_SERVICE_NAME="pump-controller",
+            OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test,team=grid",
+        )
+        done = run_component(main, env) if via == "run-component" else _instrument(main, env)
+        assert done.returncode == 0, done.stderr
+        assert dev_engine.wait_for(lambda e: e.statuses)
+        # Unsupervised, the process reports its own final status (a health event, so OTLP sees it too);
+        # under run-component the supervisor sends it to the Engine after the process is gone.
+        expected_health = [] if via == "run-component" else [("Succeeded", "Succeeded")]
+        assert sink.wait_for(lambda s: len(s.logs) >= 3 + len(expected_health) and s.spans)
+
+        engine_messages = [r["message"] for r in dev_engine.records]
+        otlp_logs = [log for log in sink.logs if log.event_name != STATUS_EVENT_NAME]
+        assert [log.body for log in otlp_logs] == engine_messages == ["outside span", "inside span", "unregistered"]
+
+        resource = sink.logs[0].resource
+        assert resource["splight.component.id"] == "C1"
+        assert resource["splight.process.type"] == "component"
+        assert resource["service.name"] == "pump-controller"
+        assert resource["deployment.environment"] == "test" and resource["team"] == "grid"
+
+        health = [log for log in sink.logs if log.event_name == STATUS_EVENT_NAME]
+        assert [(h.body, h.attributes["splight.component.status"]) for h in health] == expected_health
+
+        trace_id, span_id = _span_ids(done.stdout)
+        inside = otlp_logs[1]
+        assert (inside.trace_id, inside.span_id) == (trace_id, span_id)
+        assert ("work", trace_id, span_id) in sink.spans
+        assert inside.attributes["code.file.path"].endswith("main.py")
+        assert otlp_logs[2].attributes["splight.tags"] == "RUNTIME"
+
+        for headers in sink.headers:
+            flat = " ".join(f"{k}: {v}" for k, v in headers.items())
+            assert SECRET_KEY not in flat and ACCESS_ID not in flat
+            assert "Splight" not in headers.get("Authorization", "")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "true"}, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "logging"}],
+    ids=["default", "logging-handler-requested", "logging-instrumentor-disabled"],
+)
+def test_exactly_one_capture_path(dev_engine, tmp_path, extra):
+    main = write_component(
+        tmp_path,
+        """
+        import logging
+        logging.basicConfig(level=logging.INFO)
+        for i in range(50):
+            logging.getLogger("app").info("record %d", i)
+        """,
+    )
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [r["message"] for r in dev_engine.records] == [f"record {i}" for i in range(50)]
+
+
+def test_traces_go_nowhere_by_default_and_to_otlp_when_an_endpoint_is_set(dev_engine, tmp_path):
+    main = write_component(tmp_path, APP)
+    with OtlpSink() as sink:
+        env = engine_env(dev_engine, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        assert run_component(main, env).returncode == 0
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+        assert run_component(main, env).returncode == 0
+        assert sink.wait_for(lambda s: s.spans)
+        assert [name for name, _, _ in sink.spans] == ["work"]  # one run's span, not two
+        assert sink.logs == []  # logs still go only where OTEL_LOGS_EXPORTER says
+
+
+def test_run_command_with_console_exporter(tmp_path):
+    main = write_component(tmp_path, APP)
+    env = {"PATH": os.environ["PATH"], "OTEL_LOGS_EXPORTER": "console", "COMPONENT_ID": "C1"}
+    done = subprocess.run(
+        [*RUNNER, "run", "--", str(main)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"body": "unregistered"' in done.stdout
+    assert '"splight.component.id": "C1"' in done.stdout
+
+
+def test_without_credentials_instrument_mode_says_one_line_and_the_component_runs(tmp_path):
+    main = write_component(tmp_path, "print('component ran')\n")
+    env = {"PATH": os.environ["PATH"], "COMPONENT_ID": "C1", "SPLIGHT_RUNNER_SECRETS_DIR": "/nonexistent"}
+    done = _instrument(main, env)
+    assert done.returncode == 0
+    assert done.stdout == "component ran\n"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SPLIGHT_ACCESS_ID" in lines[0], done.stderr
