@@ -148,7 +148,7 @@ def test_uncaught_exception_becomes_a_critical_record_and_the_run_fails(dev_engi
     assert "RuntimeError: sensor offline" in run.stderr  # Python's own report is still printed
     assert dev_engine.wait_for(lambda e: ("C1", "Failed") in e.statuses)
     records = dev_engine.records
-    assert [r["message"] for r in records][0] == "about to fail"
+    assert records[0]["message"] == "about to fail"
     crash = records[-1]
     assert crash["loglevel"] == "CRITICAL"
     assert "RuntimeError: sensor offline" in crash["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from support import RUNNER, SECRET_KEY, engine_env, write_component
 
 
@@ -41,7 +42,9 @@ def test_missing_credentials_name_the_variables(dev_engine, tmp_path):
     main = write_component(tmp_path, "print('must not run')\n")
     env = engine_env(dev_engine)
     del env["SPLIGHT_ACCESS_ID"], env["SPLIGHT_SECRET_KEY"]
-    _assert_one_line_error(_cli("run-component", str(main), "--component-id=C1", env=env), "SPLIGHT_ACCESS_ID", "SPLIGHT_SECRET_KEY")
+    _assert_one_line_error(
+        _cli("run-component", str(main), "--component-id=C1", env=env), "SPLIGHT_ACCESS_ID", "SPLIGHT_SECRET_KEY"
+    )
 
 
 def test_malformed_host_is_named(dev_engine, tmp_path):
@@ -52,7 +55,9 @@ def test_malformed_host_is_named(dev_engine, tmp_path):
 
 def test_missing_component_id_is_named(dev_engine, tmp_path):
     main = write_component(tmp_path, "print('must not run')\n")
-    _assert_one_line_error(_cli("run-component", str(main), env=engine_env(dev_engine)), "--component-id", "COMPONENT_ID")
+    _assert_one_line_error(
+        _cli("run-component", str(main), env=engine_env(dev_engine)), "--component-id", "COMPONENT_ID"
+    )
 
 
 def test_component_id_may_come_from_the_environment(dev_engine, tmp_path):
@@ -63,7 +68,9 @@ def test_component_id_may_come_from_the_environment(dev_engine, tmp_path):
 
 
 def test_missing_main_file_is_named(dev_engine, tmp_path):
-    _assert_one_line_error(_cli("run-component", str(tmp_path / "nope.py"), "--component-id=C1", env=engine_env(dev_engine)), "nope.py")
+    _assert_one_line_error(
+        _cli("run-component", str(tmp_path / "nope.py"), "--component-id=C1", env=engine_env(dev_engine)), "nope.py"
+    )
 
 
 def test_malformed_queue_size_is_named(dev_engine, tmp_path):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import collections
 import json
 import re
-import signal
 import subprocess
 import time
 
 import pytest
-from support import RUNNER, engine_env, run_component, write_component
 
 from splight_runner.dev_engine import DevEngine
+from support import RUNNER, engine_env, run_component, write_component
 
 LOGS_N = """
 import logging, sys

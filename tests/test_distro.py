@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from otlp_sink import OtlpSink
-from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
 
+from otlp_sink import OtlpSink
 from splight_runner.translation import STATUS_EVENT_NAME
+from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
 
 BIN = Path(sys.executable).parent
 
@@ -173,9 +173,7 @@ def test_traces_go_nowhere_by_default_and_to_otlp_when_an_endpoint_is_set(dev_en
 def test_run_command_with_console_exporter(tmp_path):
     main = write_component(tmp_path, APP)
     env = {"PATH": os.environ["PATH"], "OTEL_LOGS_EXPORTER": "console", "COMPONENT_ID": "C1"}
-    done = subprocess.run(
-        [*RUNNER, "run", "--", str(main)], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([*RUNNER, "run", "--", str(main)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert '"body": "unregistered"' in done.stdout
     assert '"splight.component.id": "C1"' in done.stdout

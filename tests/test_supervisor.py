@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from support import RUNNER, engine_env, run_component, write_component
 
 

@@ -176,7 +176,6 @@ class SplightLogExporter(LogRecordExporter):
         return True
 
 
-
 class _Flush:
     __slots__ = ("done",)
 

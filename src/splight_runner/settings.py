@@ -61,10 +61,7 @@ class EngineSettings:
         return f"{urlsplit(self.host).path}/{self.api_version}/logs/write/"
 
     def status_path(self, process_id: str) -> str:
-        return (
-            f"{urlsplit(self.host).path}/{self.api_version}"
-            f"/engine/component/components/{process_id}/update-status/"
-        )
+        return f"{urlsplit(self.host).path}/{self.api_version}/engine/component/components/{process_id}/update-status/"
 
     @property
     def authorization(self) -> str:
@@ -75,19 +72,13 @@ def api_host(env: Mapping[str, str] | None = None) -> str:
     host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or env_names.DEFAULT_API_HOST
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL"
-        )
+        raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL")
     if parts.query or parts.fragment:
-        raise ConfigError(
-            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} must not have a query or fragment"
-        )
+        raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} must not have a query or fragment")
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise ConfigError(
-            f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} has a malformed port"
-        ) from None
+        raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} has a malformed port") from None
     return host.rstrip("/")
 
 
@@ -150,9 +141,7 @@ def exporter_names(variable: str, default: str, env: Mapping[str, str] | None = 
     return [] if names in ([], ["none"]) else names
 
 
-def positive_int(
-    name: str, default: int, env: Mapping[str, str] | None = None, *, minimum: int = 1
-) -> int:
+def positive_int(name: str, default: int, env: Mapping[str, str] | None = None, *, minimum: int = 1) -> int:
     env = os.environ if env is None else env
     raw = env.get(name)
     if raw is None or not raw.strip():
