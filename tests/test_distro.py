@@ -187,3 +187,20 @@ def test_without_credentials_instrument_mode_says_one_line_and_the_component_run
     assert done.stdout == "component ran\n"
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "SPLIGHT_ACCESS_ID" in lines[0], done.stderr
+
+
+def test_log_correlation_still_injects_trace_ids_into_the_components_format(dev_engine, tmp_path):
+    main = write_component(
+        tmp_path,
+        """
+        import logging
+        from opentelemetry import trace
+        with trace.get_tracer("t").start_as_current_span("work"):
+            record = logging.getLogger("app").makeRecord("app", logging.INFO, "f", 1, "m", (), None)
+            print("trace id injected:", getattr(record, "otelTraceID", "0") != "0")
+        """,
+    )
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_LOG_CORRELATION="true"))
+    assert done.returncode == 0, done.stderr
+    assert "trace id injected: True" in done.stdout
+    assert dev_engine.wait_for(lambda e: e.statuses)

@@ -34,7 +34,11 @@ class SplightDistro(BaseDistro):
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name == "logging":
-            # Our hook already captures every record; a second LoggingHandler would send each twice.
+            # Our hook already captures every record: the instrumentor's LoggingHandler would send each
+            # twice, and its record factory costs every logging call. It stays only for what it alone
+            # does: trace ids in the component's own log format (OTEL_PYTHON_LOG_CORRELATION=true).
+            if os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() != "true":
+                return
             kwargs["enable_log_auto_instrumentation"] = False
         super().load_instrumentor(entry_point, **kwargs)
 
