@@ -32,6 +32,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.sdk._logs import LoggerProvider
 
+from splight_runner import environment as env_names
 from splight_runner import translation
 from splight_runner.accounting import DropCounter
 
@@ -40,7 +41,7 @@ _RESERVED = frozenset(
     (
         "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "levelname",
         "levelno", "lineno", "message", "module", "msecs", "msg", "name", "pathname", "process",
-        "processName", "relativeCreated", "stack_info", "thread", "threadName", "taskName", "tags",
+        "processName", "relativeCreated", "stack_info", "thread", "threadName", "taskName",
     )
 )  # fmt: skip
 _UNCAUGHT_LOGGER = "splight_runner"
@@ -86,6 +87,26 @@ def _exception_text(record: logging.LogRecord) -> str:
     return ""
 
 
+_LOGGING_FILES = (logging.__file__, __file__)
+_SPLIGHT_LOGGING = os.path.join("splight_lib", "logging", "")
+
+
+def _caller_outside_logging() -> tuple[str, int, str] | None:
+    """The real call site of a splight-lib logger call.
+
+    splight-lib's logger wraps ``Logger._log`` without a ``stacklevel``, so on
+    Python 3.11+ every one of its records says ``logging.py``: the frame that
+    called splight-lib is the one the Engine's ``filename`` should name.
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename not in _LOGGING_FILES and _SPLIGHT_LOGGING not in filename:
+            return filename, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return None
+
+
 class CaptureBridge:
     """Bounded intake filled by the hot path, drained by one daemon thread.
 
@@ -115,6 +136,7 @@ class CaptureBridge:
         self._report_drops = drops is None
         self._pid = os.getpid()
         self._own_threads: set[int] = set()
+        self._code_attributes = os.environ.get(env_names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES, "").strip().lower() == "true"
         self._thread: threading.Thread | None = None
         self._stopped = False
         #: The last health status queued, so an unsupervised exit knows whether one is still owed.
@@ -149,7 +171,10 @@ class CaptureBridge:
                     message = record.getMessage()
                 except Exception:
                     message = str(record.msg)
-            append((record, message, current_context()))
+            callsite = None
+            if record.filename == "logging.py" and "splight_lib" in record.pathname:
+                callsite = _caller_outside_logging()
+            append((record, message, current_context(), callsite))
             if depth == wake_at:
                 wake()
 
@@ -183,7 +208,7 @@ class CaptureBridge:
             (exc_type, exc, tb),
             where.name if where else None,
         )
-        self._items.append((record, record.getMessage(), get_current()))
+        self._items.append((record, record.getMessage(), get_current(), None))
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -252,35 +277,44 @@ class CaptureBridge:
             logger = self._loggers[name] = self._provider.get_logger(name)
         return logger
 
-    def _emit_record(self, record: logging.LogRecord, message: str, context: Context) -> None:
+    def _emit_record(
+        self,
+        record: logging.LogRecord,
+        message: str,
+        context: Context,
+        callsite: tuple[str, int, str] | None,
+    ) -> None:
         if record.thread in self._own_threads:
             return  # the SDK warning about a record we were converting: never loop
         d = record.__dict__
-        attributes: dict[str, Any] = {
-            translation.ATTR_CODE_FILE_PATH: record.pathname,
-            translation.ATTR_CODE_FUNCTION: record.funcName,
-            translation.ATTR_CODE_LINE: record.lineno,
-            "thread.id": record.thread,
-            "thread.name": record.threadName,
-        }
-        tags = d.get("tags")
-        if tags is not None:
-            attributes[translation.ATTR_TAGS] = _attribute_value(tags)
+        pathname, lineno, function = (
+            callsite if callsite is not None else (record.pathname, record.lineno, record.funcName)
+        )
+        attributes: dict[str, Any] = {translation.ATTR_CODE_FILE_PATH: pathname}
+        if self._code_attributes:
+            attributes[translation.ATTR_CODE_FUNCTION] = function
+            attributes[translation.ATTR_CODE_LINE] = lineno
         event_name = None
-        for key, value in d.items():
-            if key not in _RESERVED and key[0] != "_":
-                if key in ("otel.event.name", "event.name"):
-                    event_name = event_name or value
-                else:
-                    attributes[key] = _attribute_value(value)
-        stacktrace = _exception_text(record)
-        if record.exc_info and record.exc_info[0] is not None:
-            attributes[translation.ATTR_EXCEPTION_TYPE] = record.exc_info[0].__name__
-            attributes[translation.ATTR_EXCEPTION_MESSAGE] = str(record.exc_info[1])
+        for key in d.keys() - _RESERVED:
+            if key[0] == "_":
+                continue
+            value = d[key]
+            if key == "tags":
+                if value is not None:
+                    attributes[translation.ATTR_TAGS] = _attribute_value(value)
+            elif key in ("otel.event.name", "event.name"):
+                event_name = event_name or value
+            else:
+                attributes[key] = _attribute_value(value)
+        exc_info = record.exc_info
+        if exc_info and exc_info[0] is not None:
+            attributes[translation.ATTR_EXCEPTION_TYPE] = exc_info[0].__name__
+            attributes[translation.ATTR_EXCEPTION_MESSAGE] = str(exc_info[1])
+            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = _exception_text(record)
+        elif record.exc_text:
+            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = record.exc_text
         elif record.stack_info:
-            stacktrace = record.stack_info
-        if stacktrace:
-            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = stacktrace
+            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = record.stack_info
         timestamp = int(record.created * 1e9)
         self._logger(record.name).emit(
             LogRecord(

@@ -113,8 +113,8 @@ DEFAULT_REQUEST_DEADLINE = 20.0
 #: ``Retry-After`` (seconds) when the Engine did not say how long to wait.
 DEFAULT_RETRY_AFTER = 5
 DEFAULT_DEDUP_ENTRIES = 50_000
-#: OTLP requests decoded and delivered at the same time; each may hold a
-#: decompressed body of up to ``max_body_bytes``, so this bounds memory.
+#: Requests delivering to the Engine at the same time (and so Engine
+#: connections); more wait for a slot, at most the request deadline, then get 503.
 DEFAULT_MAX_CONCURRENT = 16
 #: Idle keep-alive connections are closed after this long.
 KEEPALIVE_TIMEOUT = 90.0
