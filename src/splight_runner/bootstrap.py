@@ -4,20 +4,40 @@ Two ways in, one setup: ``run-component``'s ``sitecustomize`` calls :func:`start
 ``opentelemetry-instrument`` reaches :func:`configure_sdk` through the
 ``splight`` configurator entry point. Either way a failure here prints one line
 and the component runs unshipped — the runner must never be why it fails.
+
+The SDK is built before the component's first line (not lazily on the first
+record): importing it at exit, when a component logs and ends at once, would
+collide with the interpreter's shutdown (``concurrent.futures`` and ``atexit``
+refuse new registrations then). Start-up is kept short instead by skipping
+upstream's instrumentor loader when no instrumentor needs loading.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner import translation
-from splight_runner.exporter import say
+from splight_runner.accounting import DropCounter
+from splight_runner.diagnostics import say
 
 #: How often the capture thread drains when the hot path has not woken it.
 _CAPTURE_DRAIN_INTERVAL = 0.2
+
+
+def apply_distro_defaults(env: Any = None) -> None:
+    """The distro's defaults for OpenTelemetry's own variables (set only when unset)."""
+    env = os.environ if env is None else env
+    env.setdefault(names.OTEL_PYTHON_CONFIGURATOR, "splight")
+    env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
+    otlp = env.get(names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    env.setdefault(names.OTEL_TRACES_EXPORTER, "otlp" if otlp else "none")
+    env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
 
 
 def _resource_attributes(process_id: str | None, process_type: str) -> dict[str, Any]:
@@ -30,7 +50,7 @@ def _resource_attributes(process_id: str | None, process_type: str) -> dict[str,
     return attributes
 
 
-def _splight_exporter_usable(process_id: str | None) -> str | None:
+def _splight_exporter_problem(process_id: str | None) -> str | None:
     """None when the ``splight`` exporter can work, else the one-line reason it cannot."""
     try:
         config.engine_settings()
@@ -41,72 +61,140 @@ def _splight_exporter_usable(process_id: str | None) -> str | None:
     return None
 
 
+class SdkSetup:
+    """The SDK providers, built once through the SDK's own configuration path."""
+
+    def __init__(self, drops: DropCounter, configurator_kwargs: dict[str, Any]) -> None:
+        self._drops = drops
+        self._kwargs = configurator_kwargs
+        self._lock = threading.Lock()
+        self._failed = False
+        self.logger_provider: Any = None
+        self.processors: list[Any] = []
+
+    def ensure(self) -> Any:
+        """The LoggerProvider, built on first call; None when it cannot be built."""
+        with self._lock:
+            if self.logger_provider is None and not self._failed:
+                try:
+                    self._build()
+                except Exception as error:
+                    self._failed = True
+                    say(f"could not set up OpenTelemetry, records are not shipped ({type(error).__name__}: {error})")
+            return self.logger_provider
+
+    def _build(self) -> None:
+        from opentelemetry._logs import get_logger_provider
+        from opentelemetry.sdk._configuration import _initialize_components
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        from splight_runner.exporter import SplightLogExporter, SplightLogRecordProcessor
+
+        def processor_for(exporter: Any) -> Any:
+            if isinstance(exporter, SplightLogExporter):
+                processor = SplightLogRecordProcessor(exporter, drops=self._drops)
+                self.processors.append(processor)
+                return processor
+            return BatchLogRecordProcessor(exporter)
+
+        version = self._kwargs.get("auto_instrumentation_version")
+        if version is None:
+            from opentelemetry.instrumentation.version import __version__ as version
+        _initialize_components(
+            auto_instrumentation_version=version,
+            resource_attributes=_resource_attributes(config.process_id(), config.process_type()),
+            setup_logging_handler=False,
+            export_log_record_processor=processor_for,
+        )
+        self.logger_provider = get_logger_provider()
+
+
 def configure_sdk(**kwargs: Any) -> None:
-    """Build providers through the SDK's configuration path, then install capture, health and exit hooks."""
-    from opentelemetry._logs import get_logger_provider
-    from opentelemetry.sdk._configuration import _initialize_components
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
+    """Validate, build the SDK, and hook capture, health and the exit paths."""
     from splight_runner import capture, health, lifecycle
-    from splight_runner.exporter import SplightLogExporter, SplightLogRecordProcessor
 
-    process_type = config.process_type()
-    process_id = config.process_id()
     log_exporters = config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight")
     if "splight" in log_exporters:
-        problem = _splight_exporter_usable(process_id)
+        problem = _splight_exporter_problem(config.process_id())
         if problem is not None:
             say(f"not sending to the Splight Engine: {problem}")
             log_exporters = [name for name in log_exporters if name != "splight"]
             os.environ[names.OTEL_LOGS_EXPORTER] = ",".join(log_exporters) or "none"
-
-    processors: list[SplightLogRecordProcessor] = []
-
-    def processor_for(exporter: Any) -> Any:
-        if isinstance(exporter, SplightLogExporter):
-            processor = SplightLogRecordProcessor(exporter)
-            processors.append(processor)
-            return processor
-        return BatchLogRecordProcessor(exporter)
-
-    _initialize_components(
-        auto_instrumentation_version=kwargs.get("auto_instrumentation_version"),
-        resource_attributes=_resource_attributes(process_id, process_type),
-        setup_logging_handler=False,
-        export_log_record_processor=processor_for,
-    )
-    if not log_exporters:
-        return
-
-    provider = get_logger_provider()
     queue_size = config.positive_int(names.OTEL_BLRP_MAX_QUEUE_SIZE, names.DEFAULT_MAX_QUEUE_SIZE)
     batch_size = config.positive_int(names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, names.DEFAULT_MAX_EXPORT_BATCH_SIZE)
     timeout = config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS) / 1000
+
+    ships_to_engine = "splight" in log_exporters
+    drops = DropCounter()
+    sdk = SdkSetup(drops, kwargs)
+    if sdk.ensure() is None or not log_exporters:
+        return
+
     bridge = capture.CaptureBridge(
-        provider,  # type: ignore[arg-type]
+        sdk.ensure,
         max_queue_size=queue_size,
         wake_at=batch_size,
         schedule_delay=_CAPTURE_DRAIN_INTERVAL,
-        drops=processors[0].drops if processors else None,
+        drops=drops,
+        report_drops=not ships_to_engine,
     )
     capture.install(bridge)
     health.install(bridge.submit_status)
-    watch = lifecycle.ExitWatch() if lifecycle.owes_final_status(bool(processors)) else None
-    lifecycle.install(lifecycle.Pipeline(bridge, provider, processors, timeout, watch))
+    watch = lifecycle.ExitWatch() if lifecycle.owes_final_status(ships_to_engine) else None
+    lifecycle.install(lifecycle.Pipeline(bridge, sdk, timeout, watch))
+
+
+def _declared_instrumentors() -> set[str]:
+    """Names of installed ``opentelemetry_instrumentor`` entry points, read straight from the dist-info files.
+
+    Importing ``importlib.metadata`` costs more than the rest of our start-up on a
+    slow machine; this look tells us whether upstream's loader has anything to do.
+    """
+    names_found: set[str] = set()
+    seen: set[str] = set()
+    for entry in sys.path:
+        folder = Path(entry or os.curdir)
+        if str(folder) in seen or not folder.is_dir():
+            continue
+        seen.add(str(folder))
+        try:
+            children = os.listdir(folder)
+        except OSError:
+            continue
+        for child in children:
+            if not child.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                text = (folder / child / "entry_points.txt").read_text(encoding="utf-8")
+            except OSError:
+                continue
+            section = None
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("["):
+                    section = line
+                elif section == "[opentelemetry_instrumentor]" and "=" in line:
+                    names_found.add(line.split("=", 1)[0].strip())
+    return names_found
+
+
+def _instrumentors_to_load() -> bool:
+    declared = _declared_instrumentors()
+    correlation = os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() == "true"
+    return bool(declared - {"logging"}) or ("logging" in declared and correlation)
 
 
 def start() -> None:
     """Called by the bootstrap ``sitecustomize`` when the supervisor activated the runner."""
     try:
-        from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
-        from opentelemetry.instrumentation.version import __version__ as instrumentation_version
+        apply_distro_defaults()
+        configure_sdk()
+        if _instrumentors_to_load():
+            from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
-        from splight_runner.distro import SplightConfigurator, SplightDistro
+            from splight_runner.distro import SplightDistro
 
-        distro = SplightDistro()
-        distro.configure()
-        SplightConfigurator().configure(auto_instrumentation_version=instrumentation_version)
-        _load_instrumentors(distro)
+            _load_instrumentors(SplightDistro())
     except config.ConfigError as error:
         say(f"not shipping logs: {error}")
     except Exception as error:

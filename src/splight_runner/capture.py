@@ -11,6 +11,10 @@ The caller's thread only keeps ``(record, message, context)``; building the
 OTel ``LogRecord`` (attributes, exception text, span ids) happens on the
 ``splight-runner-capture`` thread, which emits into the SDK ``LoggerProvider``
 so every configured processor/exporter sees the SDK's own data model.
+
+This module imports no OpenTelemetry code itself: the SDK is loaded by the
+capture thread when the first record needs it (see ``provider_source``), so a
+component pays the SDK's import time only if it has something to ship.
 """
 
 from __future__ import annotations
@@ -27,11 +31,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.context import Context, get_current
-from opentelemetry.instrumentation.log_utils import std_to_otel
-from opentelemetry.sdk._logs import LoggerProvider
-
 from splight_runner import environment as env_names
 from splight_runner import translation
 from splight_runner.accounting import DropCounter
@@ -46,6 +45,24 @@ _RESERVED = frozenset(
 )  # fmt: skip
 _UNCAUGHT_LOGGER = "splight_runner"
 _STATUS_SCOPE = "splight_runner.health"
+
+
+def _current_context() -> Any:
+    """The OTel context of the caller, if OpenTelemetry is loaded at all (else no span can be active)."""
+    module = sys.modules.get("opentelemetry.context")
+    return module.get_current() if module is not None else None
+
+
+class _Otel:
+    """OpenTelemetry names the capture thread needs, imported on first use."""
+
+    def __init__(self) -> None:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.instrumentation.log_utils import std_to_otel
+
+        self.LogRecord = LogRecord
+        self.SeverityNumber = SeverityNumber
+        self.std_to_otel = std_to_otel
 
 
 class _Flush:
@@ -117,23 +134,28 @@ class CaptureBridge:
 
     def __init__(
         self,
-        provider: LoggerProvider,
+        provider_source: Callable[[], Any],
         *,
         max_queue_size: int,
         wake_at: int,
         schedule_delay: float,
-        drops: DropCounter | None = None,
+        drops: DropCounter,
+        report_drops: bool,
     ) -> None:
-        self._provider = provider
+        #: Returns the SDK LoggerProvider, building it on first call (None if it cannot be built).
+        self._provider_source = provider_source
+        self._provider: Any = None
+        self._otel: _Otel | None = None
         self._limit = max_queue_size
         self._wake_at = max(1, min(wake_at, max_queue_size))
         self._delay = schedule_delay
         self._items: deque[Any] = deque()
         self._wake = threading.Event()
         self._loggers: dict[str, Any] = {}
-        #: Shared with the Splight processor when there is one: it reports drops once the Engine is back.
-        self._drops = drops if drops is not None else DropCounter()
-        self._report_drops = drops is None
+        #: Shared with the Splight processor, which reports drops once the Engine is back;
+        #: without one (console/OTLP only) the capture thread reports them itself.
+        self._drops = drops
+        self._report_drops = report_drops
         self._pid = os.getpid()
         self._own_threads: set[int] = set()
         self._code_attributes = os.environ.get(env_names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES, "").strip().lower() == "true"
@@ -152,7 +174,7 @@ class CaptureBridge:
         limit = self._limit
         wake_at = self._wake_at
         wake = self._wake.set
-        current_context = get_current
+        modules = sys.modules
         count_drop = self._drops.add
         bridge = self
 
@@ -174,7 +196,8 @@ class CaptureBridge:
             callsite = None
             if record.filename == "logging.py" and "splight_lib" in record.pathname:
                 callsite = _caller_outside_logging()
-            append((record, message, current_context(), callsite))
+            context = modules.get("opentelemetry.context")
+            append((record, message, context.get_current() if context is not None else None, callsite))
             if depth == wake_at:
                 wake()
 
@@ -208,7 +231,7 @@ class CaptureBridge:
             (exc_type, exc, tb),
             where.name if where else None,
         )
-        self._items.append((record, record.getMessage(), get_current(), None))
+        self._items.append((record, record.getMessage(), _current_context(), None))
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -252,8 +275,23 @@ class CaptureBridge:
             self._drain()
         self._drain()
 
+    def _ready(self) -> bool:
+        """Build the SDK on first need; without it, what was captured cannot go anywhere."""
+        if self._provider is None:
+            self._provider = self._provider_source()
+            if self._provider is None:
+                return False
+            self._otel = _Otel()
+        return True
+
     def _drain(self) -> None:
         items = self._items
+        if items and not self._ready():
+            while items:
+                item = items.popleft()
+                if isinstance(item, _Flush):
+                    item.done.set()
+            return
         while items:
             try:
                 item = items.popleft()
@@ -281,7 +319,7 @@ class CaptureBridge:
         self,
         record: logging.LogRecord,
         message: str,
-        context: Context,
+        context: Any,
         callsite: tuple[str, int, str] | None,
     ) -> None:
         if record.thread in self._own_threads:
@@ -316,13 +354,14 @@ class CaptureBridge:
         elif record.stack_info:
             attributes[translation.ATTR_EXCEPTION_STACKTRACE] = record.stack_info
         timestamp = int(record.created * 1e9)
+        otel = self._otel
         self._logger(record.name).emit(
-            LogRecord(
+            otel.LogRecord(
                 timestamp=timestamp,
                 observed_timestamp=timestamp,
                 context=context or None,
                 severity_text=_OTEL_LEVEL_TEXT.get(record.levelname, record.levelname),
-                severity_number=std_to_otel(record.levelno),
+                severity_number=otel.std_to_otel(record.levelno),
                 body=message,
                 attributes=attributes,
                 event_name=event_name,
@@ -330,12 +369,13 @@ class CaptureBridge:
         )
 
     def _emit_status(self, item: _Status) -> None:
+        otel = self._otel
         self._logger(_STATUS_SCOPE).emit(
-            LogRecord(
+            otel.LogRecord(
                 timestamp=item.timestamp_ns,
                 observed_timestamp=item.timestamp_ns,
                 severity_text="INFO",
-                severity_number=SeverityNumber.INFO,
+                severity_number=otel.SeverityNumber.INFO,
                 body=item.status,
                 attributes={translation.ATTR_STATUS: item.status},
                 event_name=translation.STATUS_EVENT_NAME,
@@ -348,12 +388,13 @@ class CaptureBridge:
             return
         count, message = report
         now = time.time_ns()
+        otel = self._otel
         self._logger("splight_runner").emit(
-            LogRecord(
+            otel.LogRecord(
                 timestamp=now,
                 observed_timestamp=now,
                 severity_text="WARN",
-                severity_number=SeverityNumber.WARN,
+                severity_number=otel.SeverityNumber.WARN,
                 body=message,
                 attributes={"splight.dropped.count": count},
             )

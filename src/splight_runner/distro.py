@@ -18,19 +18,13 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from splight_runner import environment as names
 
 
-def _otlp_endpoint_configured(env: os._Environ[str] | dict[str, str]) -> bool:
-    return bool(env.get(names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT))
-
-
 class SplightDistro(BaseDistro):
     """Defaults that make ``opentelemetry-instrument`` ship to the Engine like ``run-component``."""
 
     def _configure(self, **kwargs: Any) -> None:
-        env = os.environ
-        env.setdefault(names.OTEL_PYTHON_CONFIGURATOR, "splight")
-        env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
-        env.setdefault(names.OTEL_TRACES_EXPORTER, "otlp" if _otlp_endpoint_configured(env) else "none")
-        env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
+        from splight_runner.bootstrap import apply_distro_defaults
+
+        apply_distro_defaults()
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name == "logging":

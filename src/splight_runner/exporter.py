@@ -16,7 +16,6 @@ deadline that a dead Engine cannot exceed at exit.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -33,17 +32,9 @@ from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner import translation
 from splight_runner.accounting import DropCounter
+from splight_runner.diagnostics import say
 from splight_runner.engine_client import EngineClient, pack_records
 from splight_runner.retry import Deadline, Retrier
-
-
-def say(message: str) -> None:
-    """One line on stderr: the runner's own voice, never routed through ``logging``."""
-    try:
-        sys.stderr.write(f"splight-runner: {message}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
 
 
 @dataclass
@@ -194,6 +185,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         schedule_delay_millis: int | None = None,
         max_export_batch_size: int | None = None,
         export_timeout_millis: int | None = None,
+        drops: DropCounter | None = None,
     ) -> None:
         self._exporter = exporter
         self.max_queue_size = max_queue_size or config.positive_int(
@@ -217,7 +209,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._give_up_at: float | None = None
         self._shutdown = False
         #: Shared with the capture intake (see bootstrap) so one report covers both queues.
-        self.drops = DropCounter()
+        self.drops = drops if drops is not None else DropCounter()
         self._template: ReadableLogRecord | None = None
         self._in_flight = 0
         self._pid = os.getpid()

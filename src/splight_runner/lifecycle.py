@@ -20,13 +20,25 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from splight_runner import environment as names
-from splight_runner.capture import CaptureBridge
-from splight_runner.exporter import SplightLogRecordProcessor, say
+from splight_runner.diagnostics import say
 from splight_runner.translation import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from splight_runner.capture import CaptureBridge
+    from splight_runner.exporter import SplightLogRecordProcessor
+
+
+class Sdk(Protocol):
+    """What the pipeline needs of the SDK set-up, which may happen late or never."""
+
+    @property
+    def logger_provider(self) -> Any: ...
+
+    @property
+    def processors(self) -> list[SplightLogRecordProcessor]: ...
 
 #: Set to the pid of the process that owes the final status when no supervisor does.
 _FINAL_STATUS_OWNER = "SPLIGHT_RUNNER_FINAL_STATUS_OWNER"
@@ -59,14 +71,12 @@ class Pipeline:
     def __init__(
         self,
         bridge: CaptureBridge,
-        logger_provider: Any,
-        processors: Sequence[SplightLogRecordProcessor],
+        sdk: Sdk,
         export_timeout: float,
         exit_watch: ExitWatch | None = None,
     ) -> None:
         self.bridge = bridge
-        self.logger_provider = logger_provider
-        self.processors = list(processors)
+        self.sdk = sdk
         self.export_timeout = export_timeout
         self.exit_watch = exit_watch
         self._lock = threading.Lock()
@@ -82,28 +92,33 @@ class Pipeline:
             self.bridge.submit_status(self.exit_watch.status())
         give_up_at = time.monotonic() + self.export_timeout
         self.bridge.flush(give_up_at - time.monotonic())
-        for processor in self.processors:
+        processors = self.sdk.processors
+        for processor in processors:
             processor.final_flush(give_up_at)
         # Other processors (OTLP, console) flush inside provider.shutdown; a thread keeps
         # their own, longer timeouts from extending ours.
         closer = threading.Thread(target=self._close_provider, name="splight-runner-shutdown", daemon=True)
-        closer.start()
-        closer.join(max(0.0, give_up_at - time.monotonic()))
+        try:
+            closer.start()
+        except RuntimeError:  # Python 3.12+ starts no thread from atexit: close inline
+            self._close_provider()
+        else:
+            closer.join(max(0.0, give_up_at - time.monotonic()))
         self.bridge.stop()
-        lost = sum(p.undelivered() for p in self.processors)
+        lost = sum(p.undelivered() for p in processors)
         if lost:
             say(f"{lost} log records could not be delivered to the Engine before exit")
 
     def _close_provider(self) -> None:
         with contextlib.suppress(Exception):
-            self.logger_provider.shutdown()
+            self.sdk.logger_provider.shutdown()
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._done = False
         self.exit_watch = None  # a forked child is not the component: its end is not the component's
         self.bridge.after_fork_in_child()
-        for processor in self.processors:
+        for processor in self.sdk.processors:
             processor.after_fork_in_child()
 
 

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from splight_runner import environment as names
+from splight_runner.diagnostics import say
 from splight_runner.settings import EngineSettings
 from splight_runner.translation import TERMINAL_STATUSES
 
@@ -77,11 +77,6 @@ def _read_state(path: str) -> str | None:
         return None
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(f"splight-runner: {message}\n")
-    sys.stderr.flush()
-
-
 def send_final_status(engine: EngineSettings, process_id: str, status: str, timeout: float) -> bool:
     """The last status, with the exporter's retry policy, within ``timeout`` seconds."""
     from splight_runner.engine_client import EngineClient
@@ -90,7 +85,7 @@ def send_final_status(engine: EngineSettings, process_id: str, status: str, time
     client = EngineClient(engine, timeout=min(timeout, 10.0))
     give_up_at = time.monotonic() + timeout
     try:
-        outcome = Retrier(_say).call(
+        outcome = Retrier(say).call(
             lambda: client.update_status(process_id, status),
             deadline=lambda: give_up_at,
             what=f"final status {status}",
@@ -135,7 +130,7 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             try:
                 child = subprocess.Popen(launch.argv, cwd=launch.cwd, env=env)
             except OSError as error:
-                _say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
+                say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
             signals.block()
             pending: Sequence[int] = list(signals.early)
