@@ -17,6 +17,7 @@ from typing import NoReturn
 from splight_runner import __version__
 from splight_runner import environment as names
 from splight_runner import settings as config
+from splight_runner.settings import UsageError
 
 PROG = "splight-runner"
 USAGE_ERROR = 2
@@ -46,10 +47,6 @@ configuration (environment; a file /etc/config/NAME wins over the variable):
   PROCESS_TYPE                            sender_type of every record
   OTEL_LOGS_EXPORTER                      splight (default), console, otlp, or a list like splight,otlp
 """
-
-
-class UsageError(Exception):
-    """A command-line mistake: one line, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -237,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is None:
             raise UsageError(f"unknown command {argv[0]!r} (try '{PROG} help')")
         return command(argv[1:])
-    except (UsageError, config.ConfigError) as error:
+    except config.ConfigError as error:  # UsageError included
         print(f"{PROG}: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

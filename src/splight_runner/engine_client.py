@@ -432,6 +432,10 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
+#: One encoder for every record: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
 def _encode(record: Mapping[str, Any]) -> bytes:
     """One record as compact UTF-8 JSON.
 
@@ -439,7 +443,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
     ``datetime`` in tags, NaN, a cycle) become strings instead of errors.
     """
     try:
-        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+        text = _ENCODER.encode(record)
     except (TypeError, ValueError, RecursionError):
         text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8")

@@ -20,6 +20,10 @@ class ConfigError(Exception):
     """A missing or malformed setting; ``str(error)`` names it in one line."""
 
 
+class UsageError(ConfigError):
+    """A command-line mistake: one line, exit 2 (defined here so every module raises the same class)."""
+
+
 def read(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """Value of ``name``: the file ``<secrets dir>/<name>`` wins over the variable.
 
