@@ -12,9 +12,9 @@ OTel ``LogRecord`` (attributes, exception text, span ids) happens on the
 ``splight-runner-capture`` thread, which emits into the SDK ``LoggerProvider``
 so every configured processor/exporter sees the SDK's own data model.
 
-This module imports no OpenTelemetry code itself: the SDK is loaded by the
-capture thread when the first record needs it (see ``provider_source``), so a
-component pays the SDK's import time only if it has something to ship.
+The hot path imports no OpenTelemetry code: it reads the caller's context only
+when ``opentelemetry.context`` is loaded (before that no span can be active),
+and tolerates it half-imported by another thread.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ _STATUS_SCOPE = "splight_runner.health"
 def _current_context() -> Any:
     """The OTel context of the caller, if OpenTelemetry is loaded at all (else no span can be active)."""
     module = sys.modules.get("opentelemetry.context")
-    return module.get_current() if module is not None else None
+    try:
+        return module.get_current() if module is not None else None
+    except Exception:  # half-imported by another thread
+        return None
 
 
 class _Otel:
@@ -173,33 +176,41 @@ class CaptureBridge:
         append = items.append
         limit = self._limit
         wake_at = self._wake_at
-        wake = self._wake.set
         modules = sys.modules
         count_drop = self._drops.add
         bridge = self
 
         def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
             original(logger, record)
-            # A record made in another process was captured there (QueueHandler, SocketHandler).
-            if record.process != bridge._pid and record.process is not None:
-                return
-            depth = len(items)
-            if depth >= limit:
-                count_drop()
-                return
-            message = record.__dict__.get("message")
-            if message is None:
-                try:
-                    message = record.getMessage()
-                except Exception:
-                    message = str(record.msg)
-            callsite = None
-            if record.filename == "logging.py" and "splight_lib" in record.pathname:
-                callsite = _caller_outside_logging()
-            context = modules.get("opentelemetry.context")
-            append((record, message, context.get_current() if context is not None else None, callsite))
-            if depth == wake_at:
-                wake()
+            try:
+                # A record made in another process was captured there (QueueHandler, SocketHandler).
+                if record.process != bridge._pid and record.process is not None:
+                    return
+                depth = len(items)
+                if depth >= limit:
+                    count_drop()
+                    return
+                message = record.__dict__.get("message")
+                if message is None:
+                    try:
+                        message = record.getMessage()
+                    except Exception:
+                        message = str(record.msg)
+                callsite = None
+                if record.filename == "logging.py" and "splight_lib" in record.pathname:
+                    callsite = _caller_outside_logging()
+                context = modules.get("opentelemetry.context")
+                if context is not None:
+                    try:
+                        context = context.get_current()
+                    except Exception:  # half-imported by another thread: no span can be active yet
+                        context = None
+                append((record, message, context, callsite))
+                # Looked up on the bridge: a forked child has a new event.
+                if depth == wake_at:
+                    bridge._wake.set()
+            except Exception:
+                pass  # capture must never be why a logging call fails
 
         callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
         return callHandlers
@@ -275,18 +286,24 @@ class CaptureBridge:
             self._drain()
         self._drain()
 
-    def _ready(self) -> bool:
-        """Build the SDK on first need; without it, what was captured cannot go anywhere."""
+    def prepare(self) -> bool:
+        """Get the SDK now (first call builds it); False when it cannot be had.
+
+        Called at start-up (the set-up builds the SDK before the component runs) and
+        by the capture thread before its first drain. ``_provider`` is False after
+        a failure, so the capture thread discards instead of retrying every time.
+        """
         if self._provider is None:
-            self._provider = self._provider_source()
-            if self._provider is None:
-                return False
-            self._otel = _Otel()
-        return True
+            provider = self._provider_source()
+            if provider is not None:
+                self._otel = _Otel()
+            self._provider = provider if provider is not None else False
+        return self._provider is not False
+
 
     def _drain(self) -> None:
         items = self._items
-        if items and not self._ready():
+        if items and not self.prepare():
             while items:
                 item = items.popleft()
                 if isinstance(item, _Flush):

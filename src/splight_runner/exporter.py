@@ -240,6 +240,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     # --- LogRecordProcessor ----------------------------------------------------
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:  # type: ignore[override]
         if self._shutdown:
+            self.drops.add()  # made after the exit flush (e.g. in a late atexit hook): counted, not sent
             return
         queue = self._queue
         if len(queue) >= self.max_queue_size:

@@ -126,20 +126,10 @@ _PROTOBUF = "application/x-protobuf"
 _PROTOBUF_TYPES = frozenset({_PROTOBUF, "application/protobuf"})
 _JSON = "application/json"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
-#: Attributes that :func:`translation.engine_record` / :func:`translation.status_of`
-#: read. Only these are converted from protobuf: the rest (thread ids, code
-#: function, anything a user attached) cannot change the Engine record, and
-#: converting them would cost most of the per-record time.
-_USED_ATTRIBUTES = frozenset(
-    {
-        translation.ATTR_STATUS,
-        translation.ATTR_TAGS,
-        translation.ATTR_LOGGER_NAME,
-        translation.ATTR_CODE_FILE_PATH,
-        translation.ATTR_CODE_FILEPATH_OLD,
-        translation.ATTR_EXCEPTION_STACKTRACE,
-    }
-)
+#: Only the attributes translation reads are converted from protobuf: the rest
+#: (thread ids, code function, anything a user attached) cannot change the Engine
+#: record, and converting them would cost most of the per-record time.
+_USED_ATTRIBUTES = translation.ATTRIBUTES_READ
 _MISSING_ID = f"log records without the resource attribute {translation.RESOURCE_COMPONENT_ID}"
 
 # gRPC status codes for the google.rpc.Status body of error answers (OTLP/HTTP spec).

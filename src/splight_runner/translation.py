@@ -30,6 +30,18 @@ ATTR_EXCEPTION_TYPE = "exception.type"
 ATTR_EXCEPTION_MESSAGE = "exception.message"
 ATTR_EXCEPTION_STACKTRACE = "exception.stacktrace"
 
+#: Every attribute :func:`engine_record` and :func:`status_of` read (the gateway converts only these).
+ATTRIBUTES_READ = frozenset(
+    {
+        ATTR_STATUS,
+        ATTR_TAGS,
+        ATTR_LOGGER_NAME,
+        ATTR_CODE_FILE_PATH,
+        ATTR_CODE_FILEPATH_OLD,
+        ATTR_EXCEPTION_STACKTRACE,
+    }
+)
+
 #: Statuses the Engine accepts; splight-lib engine states pass through as they are.
 ENGINE_STATUSES = frozenset({"Running", "Stopped", "Failed", "Succeeded", "Finished", "Initialized"})
 #: Statuses after which the supervisor owes no final status.
