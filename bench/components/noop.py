@@ -1,0 +1,1 @@
+"""The no-op component (``pass``): what remains is the cost of starting and stopping."""
