@@ -47,6 +47,23 @@ _UNCAUGHT_LOGGER = "splight_runner"
 _STATUS_SCOPE = "splight_runner.health"
 
 
+def _context_getter() -> Callable[[], Any]:
+    """The cheapest way to read the caller's OTel context, chosen once when the hook is made.
+
+    ``opentelemetry.context.get_current`` is two Python calls down to a
+    ``ContextVar.get``; on the hot path the ``ContextVar`` is read directly when
+    the runtime context is the standard contextvars one, else the public function.
+    """
+    module = sys.modules.get("opentelemetry.context")
+    if module is None or getattr(module, "get_current", None) is None:
+        return _current_context
+    runtime = getattr(module, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and hasattr(variable, "get"):
+        return variable.get
+    return module.get_current
+
+
 def _current_context() -> Any:
     """The OTel context of the caller, if OpenTelemetry is loaded at all (else no span can be active)."""
     module = sys.modules.get("opentelemetry.context")
@@ -176,7 +193,7 @@ class CaptureBridge:
         append = items.append
         limit = self._limit
         wake_at = self._wake_at
-        modules = sys.modules
+        get_context = _context_getter()
         count_drop = self._drops.add
         bridge = self
 
@@ -199,13 +216,7 @@ class CaptureBridge:
                 callsite = None
                 if record.filename == "logging.py" and "splight_lib" in record.pathname:
                     callsite = _caller_outside_logging()
-                context = modules.get("opentelemetry.context")
-                if context is not None:
-                    try:
-                        context = context.get_current()
-                    except Exception:  # half-imported by another thread: no span can be active yet
-                        context = None
-                append((record, message, context, callsite))
+                append((record, message, get_context(), callsite))
                 # Looked up on the bridge: a forked child has a new event.
                 if depth == wake_at:
                     bridge._wake.set()

@@ -26,7 +26,6 @@ import select
 import socket
 import ssl
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -212,6 +211,8 @@ def _proxy_for(scheme: str, host: str, port: int) -> tuple[str, int, dict[str, s
     is only used through ``CONNECT``, so it relays bytes to the Engine host and
     never receives a request (or the Authorization header) addressed to itself.
     """
+    import urllib.request  # only when a connection is opened: it is a heavy import
+
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme)
     if not url:
@@ -547,6 +548,15 @@ def pack_records(
     if max_bytes <= overhead:
         raise ValueError(f"max_bytes must be more than {overhead}")
     budget = max_bytes - overhead
+    if 0 < len(records) <= max_records:
+        # The usual case, a batch that fits one POST: one encoder call for all of it
+        # (half the cost of one per record). Anything unusual takes the careful path.
+        try:
+            body = _ENCODER.encode({"records": list(records)}).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            body = b""
+        if body and len(body) <= max_bytes:
+            return [(body, len(records))]
     bodies: list[tuple[bytes, int]] = []
     chunk: list[bytes] = []
     size = 0  # encoded records plus separating commas

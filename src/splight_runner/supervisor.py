@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ def send_final_status(engine: EngineSettings, process_id: str, status: str, time
     return bool(outcome)
 
 
+def _preload_client() -> None:
+    with contextlib.suppress(Exception):
+        import splight_runner.engine_client
+        import splight_runner.retry  # noqa: F401
+
+
 class _Signals:
     """Signals recorded before they are blocked; after that, read with sigtimedwait."""
 
@@ -133,6 +140,10 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
             signals.block()
+            if launch.engine is not None:
+                # The final status needs the HTTP client; importing it now, on the other core while
+                # the component runs, keeps it off the path between the component's exit and ours.
+                threading.Thread(target=_preload_client, name="splight-runner-preload", daemon=True).start()
             pending: Sequence[int] = list(signals.early)
             while True:
                 for signum in pending:

@@ -167,17 +167,26 @@ def engine_record(
     return record
 
 
+def _plain(attributes: Any) -> Mapping[str, Any]:
+    """The plain dict inside the SDK's ``BoundedAttributes`` (its ``get`` is a slow Python-level
+    ``__getitem__``, and this runs once per attribute per record); the mapping itself otherwise."""
+    if attributes is None:
+        return {}
+    inner = getattr(attributes, "_dict", None)
+    return inner if isinstance(inner, dict) else attributes
+
+
 def from_sdk(readable: Any, default_process_id: str | None, default_sender_type: str) -> tuple[str, Any]:
     """Classify an SDK ``ReadableLogRecord``: ``("status", (id, status))`` or ``("log", record)``.
 
     ``("skip", reason)`` when the record cannot be sent (no process id).
     """
     log_record = readable.log_record
-    resource_attrs = readable.resource.attributes if readable.resource is not None else {}
+    resource_attrs = _plain(readable.resource.attributes) if readable.resource is not None else {}
     process_id = resource_attrs.get(RESOURCE_COMPONENT_ID) or default_process_id
     if not process_id:
         return "skip", "no splight.component.id"
-    attributes = log_record.attributes
+    attributes = _plain(log_record.attributes)
     status = status_of(log_record.event_name, log_record.body, attributes)
     if status is not None:
         return "status", (str(process_id), status)
