@@ -1,6 +1,6 @@
 """Run the demo component under the runner against a local dev-engine and show what arrived.
 
-    python examples/run_demo.py
+python examples/run_demo.py
 """
 
 from __future__ import annotations
@@ -25,13 +25,21 @@ def main() -> int:
         }
         print(f"== dev-engine on {engine.url}; running the demo component under splight-runner\n", flush=True)
         code = subprocess.call(
-            [sys.executable, "-m", "splight_runner.cli", "run-component",
-             str(HERE / "demo" / "main.py"), "--component-id=demo-component"],
+            [
+                sys.executable,
+                "-m",
+                "splight_runner.cli",
+                "run-component",
+                str(HERE / "demo" / "main.py"),
+                "--component-id=demo-component",
+            ],
             env=env,
         )
         engine.wait_for(lambda e: any(status == "Succeeded" for _, status in e.statuses), timeout=15)
-        print(f"\n== component exit code {code}; the Engine received {len(engine.records)} records "
-              f"and statuses {[status for _, status in engine.statuses]}")
+        print(
+            f"\n== component exit code {code}; the Engine received {len(engine.records)} records "
+            f"and statuses {[status for _, status in engine.statuses]}"
+        )
     return code
 
 

@@ -34,7 +34,7 @@ def main() -> None:
         thread.join()
 
     try:
-        1 / 0
+        _ = 1 / 0
     except ZeroDivisionError:
         log.exception("a handled error, with its traceback")
     time.sleep(0.2)

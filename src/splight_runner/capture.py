@@ -311,7 +311,6 @@ class CaptureBridge:
             self._provider = provider if provider is not None else False
         return self._provider is not False
 
-
     def _drain(self) -> None:
         items = self._items
         if items and not self.prepare():

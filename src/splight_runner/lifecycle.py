@@ -40,6 +40,7 @@ class Sdk(Protocol):
     @property
     def processors(self) -> list[SplightLogRecordProcessor]: ...
 
+
 #: Set to the pid of the process that owes the final status when no supervisor does.
 _FINAL_STATUS_OWNER = "SPLIGHT_RUNNER_FINAL_STATUS_OWNER"
 
