@@ -31,11 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socketserver import TCPServer
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from splight_runner.http_server import ThreadedHTTPServer
 
 __all__ = [
     "LOG_LEVELS",
@@ -174,22 +175,10 @@ class _Answer:
     cut: bool = False  # write a partial status line and close
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(ThreadedHTTPServer):
     def __init__(self, address: tuple[str, int], engine: DevEngine) -> None:
         self.engine = engine
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can
-        # hang for seconds without DNS; the name is not needed.
-        TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that disconnects or fails its TLS handshake is not news.

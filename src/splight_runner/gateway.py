@@ -73,8 +73,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn, TextIO
 
 from google.protobuf import json_format
@@ -88,6 +87,7 @@ from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner import translation
 from splight_runner.engine_client import MAX_RETRY_AFTER, EngineClient, EngineError, pack_records
+from splight_runner.http_server import ThreadedHTTPServer
 from splight_runner.settings import EngineSettings
 
 __all__ = [
@@ -562,23 +562,12 @@ class _Outage(Exception):
         self.reason = reason
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(ThreadedHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         self.gateway = gateway
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can
-        # hang for seconds without DNS; the name is not needed.
-        TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Each connection's failure stays with it; a client that vanished is not news.
