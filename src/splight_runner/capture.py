@@ -265,9 +265,6 @@ class CaptureBridge:
         self._wake.set()
         return marker.done.wait(max(0.0, timeout))
 
-    def owns_current_thread(self) -> bool:
-        return threading.get_ident() in self._own_threads
-
     # --- fork ----------------------------------------------------------------
     def after_fork_in_child(self) -> None:
         """A forked child starts with an empty intake and its own thread: the parent ships its own."""
