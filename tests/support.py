@@ -9,6 +9,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from splight_runner.dev_engine import DevEngine
 
@@ -81,3 +82,20 @@ def run_plain(main: Path, env: dict[str, str], *, component_id: str = "C1", time
 
 def by_message(records: list[dict]) -> dict[str, dict]:
     return {record["message"]: record for record in records}
+
+
+def engine_record(**overrides: Any) -> dict[str, Any]:
+    """A valid Engine record (SPEC.md's fields), with ``overrides`` applied."""
+    base = {
+        "sender_type": "component",
+        "id": "C1",
+        "name": "my.logger",
+        "message": "hello",
+        "loglevel": "INFO",
+        "filename": "main.py",
+        "traceback": "",
+        "tags": None,
+        "timestamp": "2024-05-01T12:00:00.123456Z",
+    }
+    base.update(overrides)
+    return base

@@ -23,26 +23,11 @@ from typing import Any
 import pytest
 
 from splight_runner.dev_engine import MAX_BODY_BYTES, DevEngine
+from support import engine_record as record
 
 AUTH = "Splight dev-access dev-secret"
 LOGS = "/v3/logs/write/"
 STATUS = "/v3/engine/component/components/{}/update-status/"
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "sender_type": "component",
-        "id": "C1",
-        "name": "my.logger",
-        "message": "hello",
-        "loglevel": "INFO",
-        "filename": "main.py",
-        "traceback": "",
-        "tags": None,
-        "timestamp": "2024-05-01T12:00:00.123456Z",
-    }
-    base.update(overrides)
-    return base
 
 
 class Answer:

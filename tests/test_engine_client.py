@@ -32,6 +32,7 @@ from splight_runner.engine_client import (
     retry_delay,
 )
 from splight_runner.settings import EngineSettings
+from support import engine_record as record
 
 SECRET = "dev-secret"
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -52,22 +53,6 @@ def settings_for(url: str, *, secret_key: str = SECRET, api_version: str = "v3")
 def client(dev_engine: DevEngine) -> Iterator[EngineClient]:
     with EngineClient(settings_for(dev_engine.url), timeout=5.0) as engine_client:
         yield engine_client
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "sender_type": "component",
-        "id": "C1",
-        "name": "my.logger",
-        "message": "hello",
-        "loglevel": "INFO",
-        "filename": "main.py",
-        "traceback": "",
-        "tags": None,
-        "timestamp": "2024-05-01T12:00:00.123456Z",
-    }
-    base.update(overrides)
-    return base
 
 
 def body_of(*records: dict[str, Any]) -> bytes:

@@ -31,12 +31,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from splight_runner.http_server import ThreadedHTTPServer
+from splight_runner.http_server import ConnectionHandler, ThreadedHTTPServer
 
 __all__ = [
     "LOG_LEVELS",
@@ -185,39 +184,22 @@ class _Server(ThreadedHTTPServer):
         pass
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(ConnectionHandler):
     server_version = "splight-dev-engine"
-    sys_version = ""
     server: _Server
 
-    def setup(self) -> None:
+    def connection_opened(self) -> None:
         engine = self.server.engine
         self.timeout = engine.keepalive_timeout
         self.connection_number = engine._connection_opened(self.request)
-        # Headers and body go out in separate writes: without this, Nagle's algorithm holds
-        # the body for the client's delayed ACK (~40 ms per call), which no real Engine does.
-        with contextlib.suppress(OSError):
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            if isinstance(self.request, ssl.SSLSocket):
-                self.request.settimeout(self.timeout)
-                self.request.do_handshake()
-            super().setup()
-        except BaseException:
-            engine._connection_closed(self.request)  # finish() is not called when setup fails
-            raise
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.engine._connection_closed(self.request)
+    def prepare_connection(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the engine prints its own readable lines
+    def connection_closed(self) -> None:
+        self.server.engine._connection_closed(self.request)
 
     def do_POST(self) -> None:
         self._dispatch()

@@ -73,7 +73,6 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from http.server import BaseHTTPRequestHandler
 from typing import Any, NoReturn, TextIO
 
 from google.protobuf import json_format
@@ -87,7 +86,7 @@ from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner import translation
 from splight_runner.engine_client import MAX_RETRY_AFTER, EngineClient, EngineError, pack_records
-from splight_runner.http_server import ThreadedHTTPServer
+from splight_runner.http_server import ConnectionHandler, ThreadedHTTPServer
 from splight_runner.settings import EngineSettings
 
 __all__ = [
@@ -576,31 +575,16 @@ class _Server(ThreadedHTTPServer):
             self.gateway._voice.say(f"error serving {client_address[0]}: {_short(error)}", kind="handler-error")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(ConnectionHandler):
     server_version = "splight-runner-gateway"
-    sys_version = ""
     timeout = KEEPALIVE_TIMEOUT
     server: _Server
 
-    def setup(self) -> None:
-        super().setup()
-        # Answers are one write each (see _send), so Nagle's algorithm can only
-        # delay them (up to the peer's delayed-ACK timer, 40 ms on Linux).
-        with contextlib.suppress(OSError):
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def connection_opened(self) -> None:
         self.server.gateway._opened(self.request)
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.gateway._closed(self.request)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the gateway reports problems itself, one line each
+    def connection_closed(self) -> None:
+        self.server.gateway._closed(self.request)
 
     def __getattr__(self, name: str) -> Any:
         # Every method (also ones http.server does not know) reaches the same
