@@ -215,3 +215,35 @@ def test_python_executable_is_the_runners(dev_engine, tmp_path):
     main = write_component(tmp_path, "import sys\nprint(sys.executable)\n")
     run = run_component(main, engine_env(dev_engine))
     assert run.stdout.strip() == sys.executable
+
+
+def test_a_second_stop_signal_kills_a_component_that_ignores_the_first(dev_engine, tmp_path):
+    main = write_component(
+        tmp_path,
+        """
+        import signal, time
+        def ignore(signum, frame):
+            print("ignoring", signal.Signals(signum).name, flush=True)
+        signal.signal(signal.SIGTERM, ignore)
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+    )
+    proc = subprocess.Popen(
+        [*RUNNER, "run-component", str(main), "--component-id=C1"],
+        env=engine_env(dev_engine),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_line(proc.stdout, "ready")
+        proc.send_signal(signal.SIGTERM)
+        _wait_for_line(proc.stdout, "ignoring SIGTERM")  # the first one was forwarded
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+        _, err = proc.communicate()
+    finally:
+        proc.kill()
+    assert "second stop signal" in err
+    assert dev_engine.statuses == [("C1", "Stopped")]

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +131,6 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
     state_dir = tempfile.mkdtemp(prefix="splight-runner-")
     state_file = os.path.join(state_dir, "status")
     env = child_environment(os.environ if base_env is None else base_env, launch.env_overrides, state_file)
-    stop_requested = False
     try:
         with _Signals() as signals:
             try:
@@ -144,23 +143,32 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 # The final status needs the HTTP client; importing it now, on the other core while
                 # the component runs, keeps it off the path between the component's exit and ours.
                 threading.Thread(target=_preload_client, name="splight-runner-preload", daemon=True).start()
-            pending: Sequence[int] = list(signals.early)
-            while True:
-                for signum in pending:
-                    if signum in STOP_SIGNALS:
-                        stop_requested = True
+            stops = 0
+
+            def deliver(signum: int, forward: bool) -> None:
+                nonlocal stops
+                if signum in STOP_SIGNALS:
+                    stops += 1
+                    if stops >= 2:
+                        # A component that ignores a stop (splight-lib hangs on SIGINT) can still be
+                        # stopped: the second stop signal the runner gets is final.
+                        say("second stop signal: killing the component")
+                        with contextlib.suppress(ProcessLookupError):
+                            child.kill()
+                        return
+                if forward:
                     with contextlib.suppress(ProcessLookupError):
                         child.send_signal(signum)
-                pending = []
+
+            for signum in signals.early:
+                deliver(signum, forward=True)
+            while child.poll() is None:
                 info = signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, 1.0)
-                if child.poll() is not None:
-                    break
                 if info is None or info.si_signo == signal.SIGCHLD:
                     continue
-                if info.si_signo in STOP_SIGNALS:
-                    stop_requested = True
-                if info.si_code != _SI_KERNEL:  # the terminal already signalled the whole group
-                    pending = [info.si_signo]
+                # A terminal's Ctrl-C reaches the whole process group: the component has it already.
+                deliver(info.si_signo, forward=info.si_code != _SI_KERNEL)
+            stop_requested = stops > 0
             returncode = child.returncode
         if launch.engine is not None and launch.process_id:
             last = _read_state(state_file)
