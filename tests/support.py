@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,29 @@ def run_component(
         cmd += ["--", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def start_component(main: Path, env: dict[str, str], *, component_id: str = "C1") -> subprocess.Popen[str]:
+    """``run-component`` in the background, its output piped, for tests that signal or time it."""
+    return subprocess.Popen(
+        [*RUNNER, "run-component", str(main), f"--component-id={component_id}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(stream: Any, text: str, timeout: float = 20) -> None:
+    """Read ``stream`` until a line contains ``text``; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if text in line:
+            return
+        if not line:
+            time.sleep(0.05)
+    raise AssertionError(f"never saw {text!r}")
 
 
 def run_plain(main: Path, env: dict[str, str], *, component_id: str = "C1", timeout: float = 60) -> Run:

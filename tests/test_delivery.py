@@ -5,13 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import re
-import subprocess
 import time
 
 import pytest
 
 from splight_runner.dev_engine import DevEngine
-from support import RUNNER, engine_env, run_component, write_component
+from support import engine_env, run_component, start_component, write_component
 
 LOGS_N = """
 import logging, sys
@@ -275,13 +274,7 @@ def test_a_60_second_outage_loses_nothing_at_200_records_per_second(dev_engine, 
             time.sleep(max(0.0, start + (i + 1) / 200 - time.monotonic()))
         """,
     )
-    proc = subprocess.Popen(
-        [*RUNNER, "run-component", str(main), "--component-id=C1"],
-        env=engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="1000"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_component(main, engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="1000"))
     try:
         assert dev_engine.wait_for(lambda e: len(e.records) >= 400, timeout=20)
         dev_engine.refuse_for(60)

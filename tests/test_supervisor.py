@@ -5,22 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from support import RUNNER, engine_env, run_component, write_component
-
-
-def _wait_for_line(stream, text: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if text in line:
-            return
-        if not line:
-            time.sleep(0.05)
-    raise AssertionError(f"never saw {text!r}")
+from support import RUNNER, engine_env, run_component, start_component, wait_for_line, write_component
 
 
 def test_exit_zero_is_passed_through_and_reported_succeeded(dev_engine, tmp_path):
@@ -111,15 +99,9 @@ def test_stop_signal_to_the_runner_is_forwarded_flushes_and_reports_stopped(
         time.sleep(60)
         """,
     )
-    proc = subprocess.Popen(
-        [*RUNNER, "run-component", str(main), "--component-id=C1"],
-        env=engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="30000"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_component(main, engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="30000"))
     try:
-        _wait_for_line(proc.stdout, "ready")
+        wait_for_line(proc.stdout, "ready")
         proc.send_signal(signum)
         assert proc.wait(timeout=30) == expected_code
     finally:
@@ -144,15 +126,9 @@ def test_components_own_sigterm_handler_runs(dev_engine, tmp_path):
         time.sleep(60)
         """,
     )
-    proc = subprocess.Popen(
-        [*RUNNER, "run-component", str(main), "--component-id=C1"],
-        env=engine_env(dev_engine),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_component(main, engine_env(dev_engine))
     try:
-        _wait_for_line(proc.stdout, "ready")
+        wait_for_line(proc.stdout, "ready")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         out, _ = proc.communicate()
@@ -229,17 +205,11 @@ def test_a_second_stop_signal_kills_a_component_that_ignores_the_first(dev_engin
         time.sleep(60)
         """,
     )
-    proc = subprocess.Popen(
-        [*RUNNER, "run-component", str(main), "--component-id=C1"],
-        env=engine_env(dev_engine),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_component(main, engine_env(dev_engine))
     try:
-        _wait_for_line(proc.stdout, "ready")
+        wait_for_line(proc.stdout, "ready")
         proc.send_signal(signal.SIGTERM)
-        _wait_for_line(proc.stdout, "ignoring SIGTERM")  # the first one was forwarded
+        wait_for_line(proc.stdout, "ignoring SIGTERM")  # the first one was forwarded
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGKILL
         _, err = proc.communicate()

@@ -385,14 +385,8 @@ class DevEngine:
                 server.socket, server_side=True, do_handshake_on_connect=False
             )
         self.port = int(server.server_address[1])
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"dev-engine:{self.port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
+        self._server = server
+        self._thread = server.serve_in_background(f"dev-engine:{self.port}", poll_interval=0.05)
 
     def _stop_serving(self, spare: socket.socket | None = None) -> None:
         server, thread = self._server, self._thread

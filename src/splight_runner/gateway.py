@@ -688,14 +688,8 @@ class Gateway:
             return self
         server = _Server((self.host, self.port), self)
         self.port = int(server.server_address[1])
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"splight-gateway:{self.port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
+        self._server = server
+        self._thread = server.serve_in_background(f"splight-gateway:{self.port}", poll_interval=0.1)
         return self
 
     def stop(self, grace: float = 5.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 
@@ -18,6 +19,14 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def serve_in_background(self, name: str, poll_interval: float) -> threading.Thread:
+        """Serve on a started daemon thread (the dev-engine and the gateway both run this way)."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (getfqdn), which can
