@@ -204,3 +204,61 @@ def test_log_correlation_still_injects_trace_ids_into_the_components_format(dev_
     assert done.returncode == 0, done.stderr
     assert "trace id injected: True" in done.stdout
     assert dev_engine.wait_for(lambda e: e.statuses)
+
+
+SETUP_REPORT = """
+import json, logging, sys
+from opentelemetry import _logs, trace
+from opentelemetry.trace import ProxyTracerProvider
+logger_provider = _logs.get_logger_provider()
+attributes = dict(logger_provider._resource.attributes)
+attributes.pop("service.instance.id", None)  # random per process
+processors = logger_provider._multi_log_record_processor._log_record_processors
+print(json.dumps({
+    "resource": attributes,
+    "tracer_provider": type(trace.get_tracer_provider()).__module__,
+    "logger_provider": type(logger_provider).__module__,
+    "processors": [type(p).__name__ for p in processors],
+    "upstream_setup": "opentelemetry.sdk._configuration" in sys.modules,
+    "metrics_sdk": "opentelemetry.sdk.metrics" in sys.modules,
+}), flush=True)
+with trace.get_tracer("t").start_as_current_span("s"):
+    logging.getLogger("app").warning("one record")
+"""
+
+
+@pytest.mark.parametrize("runner", ["run-component", "opentelemetry-instrument"])
+def test_default_configuration_builds_what_upstreams_setup_builds(dev_engine, tmp_path, runner):
+    """The distro's short set-up (default configuration) is indistinguishable from upstream's."""
+    import json
+
+    main = write_component(tmp_path, SETUP_REPORT)
+
+    def run(**extra: str) -> tuple[dict, list[dict]]:
+        dev_engine.clear()
+        env = engine_env(dev_engine, OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test", **extra)
+        if runner == "run-component":
+            done = run_component(main, env)
+        else:
+            done = _instrument(main, {**env, "COMPONENT_ID": "C1"})
+        assert done.returncode == 0, done.stderr
+        assert dev_engine.wait_for(lambda e: e.statuses)
+        report = json.loads(done.stdout.splitlines()[0])
+        return report, dev_engine.records
+
+    short, short_records = run()
+    # Any upstream set-up variable (here the default id generator, named explicitly) takes upstream's path.
+    upstream, upstream_records = run(OTEL_PYTHON_ID_GENERATOR="random")
+    assert short.pop("upstream_setup") is False and short.pop("metrics_sdk") is False
+    assert upstream.pop("upstream_setup") is True and upstream.pop("metrics_sdk") is True
+    assert short == upstream
+    assert short["resource"]["deployment.environment"] == "test"
+    assert short["resource"]["splight.component.id"] == "C1"
+    assert short["tracer_provider"] == "opentelemetry.sdk.trace"
+    assert short["processors"] == ["SplightLogRecordProcessor"]
+
+    def comparable(records):
+        return [{k: v for k, v in r.items() if k not in ("timestamp", "trace_id", "span_id")} for r in records]
+
+    assert comparable(short_records) == comparable(upstream_records) != []
+    assert all(len(r.get("trace_id", "")) == 32 for r in short_records + upstream_records)

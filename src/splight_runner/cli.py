@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from splight_runner import __version__
@@ -97,23 +95,25 @@ def cmd_run_component(args: list[str]) -> int:
     parser.add_argument("path", help="the component's main.py")
     parser.add_argument("--component-id", dest="component_id")
     ns = parser.parse_args(own)
-    main = Path(ns.path)
-    if not main.is_file():
+    if not os.path.isfile(ns.path):
         raise UsageError(f"run-component: {ns.path}: no such file")
+    folder, script = os.path.split(os.path.realpath(ns.path))
     overrides = {names.PROCESS_TYPE: os.environ.get(names.PROCESS_TYPE) or "component"}
     if ns.component_id:
         overrides[names.COMPONENT_ID] = ns.component_id
     component_id = ns.component_id or config.process_id({**os.environ, **overrides})
-    argv = [sys.executable, main.name]
+    argv = [sys.executable, script]
     if component_id:
         argv += ["--component-id", component_id]
-    return _launch(argv + extra, str(main.resolve().parent), overrides)
+    return _launch(argv + extra, folder, overrides)
 
 
 def _command_argv(command: list[str]) -> list[str]:
     first = command[0]
     if first == "-m" or first.endswith(".py"):
         return [sys.executable, *command]
+    import shutil
+
     resolved = shutil.which(first)
     if resolved is None:
         raise UsageError(f"run: {first}: command not found")
@@ -144,7 +144,7 @@ def cmd_dev_engine(args: list[str]) -> int:
     parser = _Parser(prog=f"{PROG} dev-engine")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--record", type=Path, help="append what arrives as JSON lines to this file")
+    parser.add_argument("--record", help="append what arrives as JSON lines to this file")
     parser.add_argument("--access-id", default=os.environ.get(names.SPLIGHT_ACCESS_ID) or "dev-access")
     parser.add_argument("--secret-key", default=os.environ.get(names.SPLIGHT_SECRET_KEY) or "dev-secret")
     parser.add_argument("--api-version", default=os.environ.get(names.API_VERSION) or names.DEFAULT_API_VERSION)

@@ -1,10 +1,12 @@
 """The OpenTelemetry distro and configurator named ``splight``.
 
-The configurator builds the providers through the SDK's own configuration path
-(``_OTelSDKConfigurator``), so every ``OTEL_*`` variable means what the
-specification says; it only adds the Splight resource attributes, pairs the
-``splight`` exporter with :class:`SplightLogRecordProcessor`, and installs the
-single capture path (the ``logging`` hook) instead of OTel's ``LoggingHandler``.
+The configurator hands over to :func:`splight_runner.bootstrap.configure_sdk`,
+the set-up ``run-component`` uses too: the SDK's own configuration path
+(``_initialize_components``) whenever anything beyond the distro's defaults is
+asked for, so every ``OTEL_*`` variable means what the specification says. It
+adds the Splight resource attributes, pairs the ``splight`` exporter with
+:class:`SplightLogRecordProcessor`, and installs the single capture path (the
+``logging`` hook) instead of OTel's ``LoggingHandler``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from splight_runner import environment as names
 
@@ -37,10 +38,20 @@ class SplightDistro(BaseDistro):
         super().load_instrumentor(entry_point, **kwargs)
 
 
-class SplightConfigurator(_OTelSDKConfigurator):
-    """Providers from the SDK's configuration path, plus capture, health and exit hooks."""
+class SplightConfigurator:
+    """The ``opentelemetry_configurator`` entry point: providers, capture, health and exit hooks.
 
-    def _configure(self, **kwargs: Any) -> None:
+    Upstream's loader only calls ``configure(**kwargs)``. Not a subclass of the
+    SDK's ``_OTelSDKConfigurator``: importing ``opentelemetry.sdk._configuration``
+    (metrics SDK, ``logging.config``) is most of what the short default set-up saves.
+    """
+
+    _configured = False
+
+    def configure(self, **kwargs: Any) -> None:
+        if SplightConfigurator._configured:
+            return  # the SDK's configurators are singletons that configure once; so is this one
+        SplightConfigurator._configured = True
         from splight_runner import bootstrap  # deferred: keeps entry-point loading cheap
 
         bootstrap.configure_sdk(**kwargs)

@@ -51,6 +51,16 @@ OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
 OTEL_PYTHON_LOG_CODE_ATTRIBUTES = "OTEL_PYTHON_LOG_CODE_ATTRIBUTES"
 #: opentelemetry-instrumentation-logging's switch for trace ids in the log format.
 OTEL_PYTHON_LOG_CORRELATION = "OTEL_PYTHON_LOG_CORRELATION"
+#: Upstream set-up choices the distro's own short set-up does not make: when any is set,
+#: the SDK is built by upstream's ``_initialize_components`` instead.
+UPSTREAM_SETUP_VARIABLES = (
+    "OTEL_PYTHON_ID_GENERATOR",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_PYTHON_TRACER_CONFIGURATOR",
+    "OTEL_PYTHON_METER_CONFIGURATOR",
+    "OTEL_PYTHON_LOGGER_CONFIGURATOR",
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED",
+)
 
 # --- Defaults of the Splight delivery path (documented in the README) --------
 DEFAULT_SCHEDULE_DELAY_MS = 1000

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from splight_runner import environment as env_names
@@ -32,10 +31,11 @@ def read(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """
     env = os.environ if env is None else env
     secrets_dir = env.get(env_names.SPLIGHT_RUNNER_SECRETS_DIR) or env_names.DEFAULT_SECRETS_DIR
-    path = Path(secrets_dir, name)
+    path = os.path.join(secrets_dir, name)
     try:
-        if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as file:
+                return file.read().strip()
     except OSError as error:
         raise ConfigError(f"{name}: cannot read {path}: {error.strerror}") from None
     value = env.get(name)
@@ -47,14 +47,21 @@ def _non_empty(name: str, env: Mapping[str, str] | None) -> str | None:
     return value or None
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """Where and how to reach the Engine. The secret never appears in ``repr``."""
+class EngineSettings(NamedTuple):
+    """Where and how to reach the Engine. The secret never appears in ``repr``.
+
+    A ``NamedTuple`` rather than a dataclass: the supervisor reads this before it
+    starts the component, and ``dataclasses`` (with ``inspect``) would add a fifth
+    to the runner's own start-up.
+    """
 
     host: str
     api_version: str
     access_id: str
-    secret_key: str = field(repr=False)
+    secret_key: str
+
+    def __repr__(self) -> str:
+        return f"EngineSettings(host={self.host!r}, api_version={self.api_version!r}, access_id={self.access_id!r})"
 
     @property
     def base_url(self) -> str:

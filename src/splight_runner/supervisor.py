@@ -15,35 +15,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
 from splight_runner.settings import EngineSettings
-from splight_runner.translation import TERMINAL_STATUSES
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), not kill(2)
 
-BOOTSTRAP_DIR = str(Path(__file__).resolve().parent / "_bootstrap")
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "_bootstrap")
 
 
-@dataclass
-class Launch:
-    """What to start and how to report on it."""
+class Launch(NamedTuple):
+    """What to start and how to report on it.
+
+    Everything the supervisor imports before it starts the component delays the
+    component: this module keeps to what ``Popen`` and the signal loop need.
+    """
 
     argv: list[str]
     cwd: str | None = None
-    env_overrides: dict[str, str] = field(default_factory=dict)
+    env_overrides: Mapping[str, str] = {}
     process_id: str | None = None
     engine: EngineSettings | None = None  # None: nothing is sent to the Engine
     final_status_timeout: float = names.DEFAULT_EXPORT_TIMEOUT_MS / 1000
@@ -71,9 +71,19 @@ def final_status(returncode: int, stop_requested: bool) -> str:
     return "Succeeded" if returncode == 0 else "Failed"
 
 
+def _remove_state_dir(state_dir: str) -> None:
+    """The state file and any temporary file a killed component left beside it (no ``shutil`` needed)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(state_dir):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(state_dir, name))
+        os.rmdir(state_dir)
+
+
 def _read_state(path: str) -> str | None:
     try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or None
     except OSError:
         return None
 
@@ -97,9 +107,11 @@ def send_final_status(engine: EngineSettings, process_id: str, status: str, time
 
 
 def _preload_client() -> None:
+    """Everything the final status needs, imported while the component runs."""
     with contextlib.suppress(Exception):
         import splight_runner.engine_client
-        import splight_runner.retry  # noqa: F401
+        import splight_runner.retry
+        import splight_runner.translation  # noqa: F401
 
 
 class _Signals:
@@ -171,10 +183,12 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             stop_requested = stops > 0
             returncode = child.returncode
         if launch.engine is not None and launch.process_id:
+            from splight_runner.translation import TERMINAL_STATUSES
+
             last = _read_state(state_file)
             if last not in TERMINAL_STATUSES:
                 status = final_status(returncode, stop_requested)
                 send_final_status(launch.engine, launch.process_id, status, launch.final_status_timeout)
         return exit_code(returncode)
     finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
+        _remove_state_dir(state_dir)
