@@ -13,6 +13,9 @@ not*. Two parts:
   processor queue, translation, packing, the POST, the dev-engine's own
   ingest, the gateway's decode and plan), in µs per record of CPU, plus a
   cProfile of the capture thread's conversion.
+* ``--gil``: no runner at all: what a background Python thread that works on
+  each logged record costs the logging thread's own CPU
+  (``bench/components/gil_probe.py``), for 0, 5, 15 and 30 µs of work per record.
 
 These reach into private functions on purpose (``CaptureBridge._emit_record``
 ...) to time each stage alone; a stage whose API changed prints "n/a" instead
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ACCESS_ID, COMPONENTS, SECRET_KEY, clean_environ, engine_env, runner_command
+from bench.harness import ACCESS_ID, COMPONENTS, SECRET_KEY, TIMES, clean_environ, engine_env, runner_command
 
 REPEATS = 5
 SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor"
@@ -475,13 +478,41 @@ def _engine_process() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+# --- a busy background thread, without the runner ----------------------------------------
+
+
+def gil() -> None:
+    """The logging thread's CPU per call while a background thread works on each record."""
+    _say("\nThe logging thread's CPU per call (thread_time, median of alternating phases, no runner):")
+    done = subprocess.run(
+        [sys.executable, str(COMPONENTS / "gil_probe.py")],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    for work, phases in json.loads(done.stdout).items():
+        parked, working = phases["parked"], phases["working"]
+        label = "only drains the deque" if float(work) == 0 else f"{float(work):g} µs of Python per record"
+        _say(
+            f"  background thread {label:<28} parked {parked:6.2f}  working {working:6.2f}"
+            f"  ({TIMES}{working / parked:.2f}, {working - parked:+.2f} µs/call)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotspots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--startup", action="store_true", help="only the start-up part")
     parser.add_argument("--records", action="store_true", help="only the per-record part")
+    parser.add_argument("--gil", action="store_true", help="only the background-thread probe (no runner)")
     parser.add_argument("-n", type=int, default=20_000, help="records for the per-record part (default 20000)")
     ns = parser.parse_args(argv)
-    both = not (ns.startup or ns.records)
+    both = not (ns.startup or ns.records or ns.gil)
+    if ns.gil or both:
+        gil()
+    if not (ns.startup or ns.records or both):
+        return 0
     with _engine_process() as url:
         if ns.startup or both:
             startup(url)

@@ -2,8 +2,9 @@
 
 Measured inside the component with ``perf_counter`` (wall) and ``thread_time``
 (this thread's CPU only): the wall figure includes the GIL time the runner's
-background threads take from the component, the CPU figure only what the
-capture hook adds to each call. ``BENCH_MODE``:
+background threads take from the component; the CPU figure is the capture
+hook's own cost plus what sharing the GIL with busy threads costs the calling
+thread (see ``gil_probe.py``). ``BENCH_MODE``:
 
 * ``plain``: nothing more (run with and without the runner);
 * ``span``: the same calls inside an active span (OTel API; a real span under the runner);
