@@ -82,8 +82,6 @@ class SdkSetup:
         self._failed = False
         self.logger_provider: Any = None
         self.processors: list[Any] = []
-        #: Whether the providers came from the distro's short set-up rather than upstream's.
-        self.short_path = False
 
     def ensure(self) -> Any:
         """The LoggerProvider, built on first call; None when it cannot be built."""
@@ -116,7 +114,6 @@ class SdkSetup:
         resource_attributes = _resource_attributes(config.process_id(), config.process_type())
         if self.short_path_possible():
             _build_defaults(resource_attributes, version, processor_for(SplightLogExporter()))
-            self.short_path = True
         else:
             from opentelemetry.sdk._configuration import _initialize_components
 

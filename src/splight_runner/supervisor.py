@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from splight_runner import environment as names
@@ -43,7 +44,7 @@ class Launch(NamedTuple):
 
     argv: list[str]
     cwd: str | None = None
-    env_overrides: Mapping[str, str] = {}
+    env_overrides: Mapping[str, str] = MappingProxyType({})
     process_id: str | None = None
     engine: EngineSettings | None = None  # None: nothing is sent to the Engine
     final_status_timeout: float = names.DEFAULT_EXPORT_TIMEOUT_MS / 1000
