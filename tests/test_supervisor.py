@@ -217,3 +217,33 @@ def test_a_second_stop_signal_kills_a_component_that_ignores_the_first(dev_engin
         proc.kill()
     assert "second stop signal" in err
     assert dev_engine.statuses == [("C1", "Stopped")]
+
+
+def test_the_state_directory_is_removed_even_after_a_kill_mid_write(dev_engine, tmp_path):
+    """The supervisor's private state directory goes away, with whatever a killed component left in it."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    main = write_component(
+        tmp_path / "comp",
+        """
+        import os, signal
+        # What a component killed between writing and renaming its state file leaves behind.
+        with open(os.environ["SPLIGHT_RUNNER_STATE_FILE"] + ".123.tmp", "w") as f:
+            f.write("Running")
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    run = run_component(main, engine_env(dev_engine, TMPDIR=str(scratch)))
+    assert run.returncode == 128 + signal.SIGKILL
+    assert dev_engine.statuses == [("C1", "Failed")]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_symlinked_main_runs_in_its_real_folder(dev_engine, tmp_path):
+    main = write_component(tmp_path / "real", "import os\nprint(os.getcwd())\n")
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "main.py"
+    link.symlink_to(main)
+    run = run_component(link, engine_env(dev_engine))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(main.parent.resolve())
