@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -230,8 +231,6 @@ with trace.get_tracer("t").start_as_current_span("s"):
 @pytest.mark.parametrize("runner", ["run-component", "opentelemetry-instrument"])
 def test_default_configuration_builds_what_upstreams_setup_builds(dev_engine, tmp_path, runner):
     """The distro's short set-up (default configuration) is indistinguishable from upstream's."""
-    import json
-
     main = write_component(tmp_path, SETUP_REPORT)
 
     def run(**extra: str) -> tuple[dict, list[dict]]:
