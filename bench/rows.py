@@ -120,10 +120,19 @@ def row_emit(ctx: Context) -> RowResult:
             run.result["delivered"] = _received(engine, "bench.emit")
             return run
 
-        plain, measured = _each_run(
-            ctx, "emit", ("plain python", lambda: run_plain("emit.py", env)), ("run-component", runner)
+        # The hook alone: the capture thread takes records off and discards them (no conversion, no export).
+        hook_env = {**env, "BENCH_MODE": "hook-only"}
+        plain, measured, hook_only = _each_run(
+            ctx,
+            "emit",
+            ("plain python", lambda: run_plain("emit.py", env)),
+            ("run-component", runner),
+            ("run-component, capture thread discarding", lambda: run_component("emit.py", hook_env)),
         )
     result.lines = _emit_lines(plain, measured, 1.15, "runner")
+    hook_cpu = _emit_lines(plain, hook_only, None, "hook alone")[1]
+    hook_cpu.figure = "thread CPU, hook alone (nothing converted) ÷ plain"
+    result.lines.append(hook_cpu)
     expected = n + min(500, n)
     delivered = med(run.result["delivered"] for run in measured)
     result.notes.append(f"emit: the Engine received {delivered:,.0f} of {expected:,} records (median of runs)")
