@@ -18,9 +18,9 @@ instrumentor needs loading, and by building the distro's default configuration
 (``splight`` logs only, no traces or metrics exported, no upstream plug-ins)
 directly from the SDK's provider classes: upstream's ``_initialize_components``
 would import the metrics SDK and ``logging.config`` and scan every installed
-distribution's entry points to arrive at the same providers, which is about 40 %
-of a bootstrapped no-op component's start-up. Anything beyond the defaults goes
-through upstream, unchanged.
+distribution's entry points to arrive at the same providers: about 100 ms, a
+fifth of a bootstrapped no-op component's start-up on the benchmark machine.
+Anything beyond the defaults goes through upstream, unchanged.
 """
 
 from __future__ import annotations
