@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +20,37 @@ RFC3339_MICROS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 ACCESS_ID = "dev-access"
 SECRET_KEY = "dev-secret"
 RUNNER = [sys.executable, "-m", "splight_runner.cli"]
+
+
+def _ephemeral_ports() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as file:
+            low, high = (int(part) for part in file.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on, for a server another process will bind later.
+
+    Not one the kernel hands out for ``bind(0)``: those come from the ephemeral range,
+    where the local ports of outgoing connections come from too, so by the time the
+    other process binds it a client socket (the test's own health checks included)
+    may hold it. Ports outside that range are only ever taken by explicit binds.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = [port for port in range(20000, 32768) if port not in ephemeral]
+    if not candidates:
+        candidates = [port for port in range(1024, 65536) if port not in ephemeral]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 def engine_env(engine: DevEngine, **extra: str) -> dict[str, str]:

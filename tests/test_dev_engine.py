@@ -24,6 +24,7 @@ import pytest
 
 from splight_runner.dev_engine import MAX_BODY_BYTES, DevEngine
 from support import engine_record as record
+from support import free_port
 
 AUTH = "Splight dev-access dev-secret"
 LOGS = "/v3/logs/write/"
@@ -536,9 +537,7 @@ def _start_run(port: int, *extra: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_prints_what_arrives_and_exits_0_on_a_stop_signal(signum: int) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = _start_run(port)
     try:
         assert process.stdout is not None

@@ -29,6 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from support import free_port
+
 COLLECTOR_CONFIG = Path(__file__).resolve().parents[2] / "collector-config"
 # The first test that needs the binary may build it (minutes, cold): see conftest.py.
 BUILD_TIMEOUT_SECONDS = int(os.environ.get("SPLIGHT_COLLECTOR_BUILD_TIMEOUT", "2700"))
@@ -41,13 +43,6 @@ T0 = 1704067200  # 2024-01-01T00:00:00Z
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Sink:

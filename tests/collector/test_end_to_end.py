@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from splight_runner import translation
 from splight_runner.dev_engine import DevEngine
 from splight_runner.gateway import Gateway
 from splight_runner.settings import EngineSettings
+from support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "collector-config" / "agent.yaml"
@@ -46,12 +46,6 @@ COMPONENT_ID = "C1"
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 #: Longest wait for records to travel the whole chain once it is up.
 DELIVERY_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the chain -------------------------------------------------------------------------------------
