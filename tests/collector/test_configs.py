@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from agent_env import agent_env as collector_env
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -257,22 +258,7 @@ def post_otlp(port: int, payload: bytes) -> int:
 
 
 def agent_env(tmp_path: Path, gateway_port: int, **extra: str) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: free_port() for name in ("grpc", "http", "health", "metrics")}
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "SPLIGHT_GATEWAY_ENDPOINT": f"http://127.0.0.1:{gateway_port}",
-        "SPLIGHT_COMPONENT_LOG": str(tmp_path / "components.log"),
-        "SPLIGHT_COLLECTOR_STORAGE": str(tmp_path / "storage"),
-        "SPLIGHT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-        "SPLIGHT_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-        "SPLIGHT_HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "SPLIGHT_COLLECTOR_METRICS_PORT": str(ports["metrics"]),
-        "SPLIGHT_COLLECTOR_BATCH_TIMEOUT": "200ms",
-        "COMPONENT_ID": COMPONENT_ID,
-    }
-    env.update(extra)
-    return env, ports
+    return collector_env(tmp_path, gateway_port, extra.pop("COMPONENT_ID", COMPONENT_ID), **extra)
 
 
 def metric_value(port: int, name: str, label: str) -> float:

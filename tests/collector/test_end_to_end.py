@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_env import agent_env
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -127,23 +128,15 @@ class Chain:
 
 @pytest.fixture
 def chain(tmp_path: Path, dev_engine: DevEngine, run_collector: Callable[..., Any]) -> Iterator[Chain]:
-    ports = {name: free_port() for name in ("grpc", "http", "health", "metrics")}
     gateway_port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "SPLIGHT_GATEWAY_ENDPOINT": f"http://127.0.0.1:{gateway_port}",
-        "SPLIGHT_COMPONENT_LOG": str(tmp_path / "components.log"),
-        "SPLIGHT_COLLECTOR_STORAGE": str(tmp_path / "storage"),
-        "SPLIGHT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-        "SPLIGHT_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-        "SPLIGHT_HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "SPLIGHT_COLLECTOR_METRICS_PORT": str(ports["metrics"]),
-        "SPLIGHT_COLLECTOR_BATCH_TIMEOUT": "200ms",
+    env, ports = agent_env(
+        tmp_path,
+        gateway_port,
+        COMPONENT_ID,
+        PATH=os.environ.get("PATH", "/usr/bin:/bin"),
         # Retry the gateway often, so a test does not wait out a long backoff after it comes back.
-        "SPLIGHT_GATEWAY_RETRY_MAX_INTERVAL": "2s",
-        "COMPONENT_ID": COMPONENT_ID,
-    }
+        SPLIGHT_GATEWAY_RETRY_MAX_INTERVAL="2s",
+    )
     built = Chain(dev_engine, gateway_port, env, ports, run_collector)
     built.start_gateway()
     try:
