@@ -392,10 +392,7 @@ class DevEngine:
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+            server.stop_background(thread)
         with self._lock:
             open_sockets = [sock for sock in self._open if sock is not spare]
         for sock in open_sockets:

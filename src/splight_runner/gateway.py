@@ -697,10 +697,7 @@ class Gateway:
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+            server.stop_background(thread)
         deadline = time.monotonic() + grace
         with self._idle:
             while self._active and time.monotonic() < deadline:

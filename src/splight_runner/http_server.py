@@ -28,6 +28,13 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
         thread.start()
         return thread
 
+    def stop_background(self, thread: threading.Thread | None) -> None:
+        """Undo :meth:`serve_in_background`: stop the loop, close the listening socket, wait for the thread."""
+        self.shutdown()
+        self.server_close()
+        if thread is not None:
+            thread.join()
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (getfqdn), which can
         # hang for seconds without DNS; the name is not needed.
