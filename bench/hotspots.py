@@ -45,7 +45,7 @@ from typing import Any
 from bench.harness import ACCESS_ID, COMPONENTS, SECRET_KEY, TIMES, clean_environ, engine_env, runner_command
 
 REPEATS = 5
-SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor"
+SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor.launch"
 
 
 def _say(text: str = "") -> None:
@@ -76,7 +76,7 @@ def _cpu_us(fn: Callable[[], int], repeats: int = REPEATS) -> float:
 
 def _child_env(engine_url: str, state_file: str) -> dict[str, str]:
     """What the supervisor gives the component (see supervisor.child_environment)."""
-    from splight_runner.supervisor import BOOTSTRAP_DIR
+    from splight_runner.supervisor.launch import BOOTSTRAP_DIR
 
     python_path = [BOOTSTRAP_DIR, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return engine_env(
@@ -106,14 +106,14 @@ def _wall_cpu(argv: list[str], env: dict[str, str], cwd: Path, repeats: int = RE
 _PHASES = r"""
 import atexit, json, sys, time
 t0 = time.perf_counter()
-from splight_runner.bootstrap import start
+from splight_runner.component.startup import start
 t1 = time.perf_counter()
 start()
 t2 = time.perf_counter()
 modules = len(sys.modules)
 def _end():
     t3 = time.perf_counter()
-    from splight_runner import lifecycle
+    from splight_runner.component import lifecycle
     lifecycle._shutdown_current()
     t4 = time.perf_counter()
     print(json.dumps({"import": t1 - t0, "start": t2 - t1, "shutdown": t4 - t3, "modules": modules}), flush=True)
@@ -136,7 +136,7 @@ def startup(engine_url: str) -> None:
         ),
         (
             "+ final-status imports (engine_client, retry)",
-            [python, "-c", f"{SUPERVISOR_IMPORTS}, splight_runner.engine_client, splight_runner.retry"],
+            [python, "-c", f"{SUPERVISOR_IMPORTS}, splight_runner.engine.client, splight_runner.engine.retry"],
             plain_env,
         ),
         ("splight-runner version", [*runner_command(), "version"], plain_env),
@@ -169,7 +169,7 @@ def startup(engine_url: str) -> None:
             samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
         _say("  inside the component (median ms):")
         for key, label in (
-            ("import", "import splight_runner.bootstrap"),
+            ("import", "import splight_runner.component.startup"),
             ("start", "start(): distro, SDK configuration, instrumentors"),
             ("shutdown", "exit flush (Pipeline.shutdown), nothing logged"),
         ):
@@ -177,7 +177,7 @@ def startup(engine_url: str) -> None:
         _say(f"    modules in sys.modules after start(): {samples[0]['modules']}")
 
     with _stage("final status call"):
-        from splight_runner.engine_client import EngineClient
+        from splight_runner.engine.client import EngineClient
         from splight_runner.settings import EngineSettings
 
         settings = EngineSettings(engine_url, "v3", ACCESS_ID, SECRET_KEY)
@@ -227,7 +227,7 @@ def _parked_bridge(capture: Any, provider: Any, limit: int) -> Any:
     """
     import inspect
 
-    from splight_runner.accounting import DropCounter
+    from splight_runner.pipeline.accounting import DropCounter
 
     parameters = inspect.signature(capture.CaptureBridge).parameters
     kwargs: dict[str, Any] = {"max_queue_size": limit, "wake_at": limit, "schedule_delay": 3600.0}
@@ -251,9 +251,11 @@ def records(engine_url: str, n: int) -> None:
     from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    from splight_runner import capture, translation
-    from splight_runner.engine_client import EngineClient, pack_records
-    from splight_runner.exporter import SplightLogExporter, SplightLogRecordProcessor
+    from splight_runner.component import capture
+    from splight_runner.engine import records as translation
+    from splight_runner.engine.client import EngineClient, pack_records
+    from splight_runner.pipeline.exporter import SplightLogExporter
+    from splight_runner.pipeline.processor import SplightLogRecordProcessor
     from splight_runner.settings import EngineSettings
 
     settings = EngineSettings(engine_url, "v3", ACCESS_ID, SECRET_KEY)
@@ -405,7 +407,7 @@ def records(engine_url: str, n: int) -> None:
         _say(f"  check: SplightLogExporter.deliver (translate+pack+POST)   {us:7.2f}")
 
     with _stage("dev-engine ingest"):
-        from splight_runner import dev_engine
+        from splight_runner.dev_engine import server as dev_engine
 
         body = bodies[0][0]
         engine = dev_engine.DevEngine(out=None)
@@ -424,8 +426,8 @@ def records(engine_url: str, n: int) -> None:
 
 
 def _gateway(n: int) -> None:
-    from splight_runner import gateway
-    from splight_runner.engine_client import pack_records
+    from splight_runner.engine.client import pack_records
+    from splight_runner.gateway import server as gateway
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gateway_client import build_body
@@ -461,7 +463,7 @@ def _engine_process() -> Iterator[str]:
     """A dev-engine in its own process, so its work does not share this process's GIL."""
     code = (
         "import sys, time\n"
-        "from splight_runner.dev_engine import DevEngine\n"
+        "from splight_runner.dev_engine.server import DevEngine\n"
         "engine = DevEngine(out=None).start()\n"
         "print(engine.url, flush=True)\n"
         "sys.stdin.read()\n"

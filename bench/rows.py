@@ -42,7 +42,7 @@ from bench.harness import (
     runner_command,
 )
 from bench.otlp_sink import OtlpSink
-from splight_runner.dev_engine import DevEngine
+from splight_runner.dev_engine.server import DevEngine
 
 MIB = 1024 * 1024
 HEAVY_IMPORTS = "pandas,numpy,pydantic,httpx,splight_lib"

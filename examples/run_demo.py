@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from splight_runner.dev_engine import DevEngine
+from splight_runner.dev_engine.server import DevEngine
 
 HERE = Path(__file__).resolve().parent
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from splight_runner.dev_engine import DevEngine
+from splight_runner.dev_engine.server import DevEngine
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splight_runner.dev_engine import DevEngine
+from splight_runner.dev_engine.server import DevEngine
 
 RFC3339_MICROS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 ACCESS_ID = "dev-access"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from splight_runner.dev_engine import DevEngine
+from splight_runner.dev_engine.server import DevEngine
 from support import engine_env, run_component, start_component, write_component
 
 LOGS_N = """

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from splight_runner.dev_engine import MAX_BODY_BYTES, DevEngine
+from splight_runner.dev_engine.server import MAX_BODY_BYTES, DevEngine
 from support import engine_record as record
 from support import free_port
 
@@ -525,7 +525,7 @@ def test_stop_is_idempotent_and_frees_the_port() -> None:
 
 def _start_run(port: int, *extra: str) -> subprocess.Popen[str]:
     code = (
-        "import sys; from splight_runner.dev_engine import run; "
+        "import sys; from splight_runner.dev_engine.server import run; "
         f"sys.exit(run('127.0.0.1', {port}, access_id='dev-access', secret_key='dev-secret', "
         f"api_version='v3', record_path=None, quiet={'--quiet' in extra}))"
     )

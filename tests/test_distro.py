@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from otlp_sink import OtlpSink
-from splight_runner.translation import STATUS_EVENT_NAME
+from splight_runner.engine.records import STATUS_EVENT_NAME
 from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
 
 BIN = Path(sys.executable).parent

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from splight_runner import __version__
-from splight_runner.dev_engine import DevEngine
-from splight_runner.engine_client import (
+from splight_runner.dev_engine.server import DevEngine
+from splight_runner.engine.client import (
     MAX_RETRY_AFTER,
     EngineClient,
     EngineError,

@@ -39,9 +39,9 @@ from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from splight_runner import translation
-from splight_runner.dev_engine import DevEngine
-from splight_runner.gateway import Gateway, inflate, parse_listen
+from splight_runner.dev_engine.server import DevEngine
+from splight_runner.engine import records as translation
+from splight_runner.gateway.server import Gateway, inflate, parse_listen
 from splight_runner.settings import ConfigError, EngineSettings
 from support import ACCESS_ID, RFC3339_MICROS, RUNNER, SECRET_KEY, engine_env
 

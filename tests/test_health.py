@@ -30,7 +30,7 @@ COMPONENTS = Path(__file__).resolve().parent / "components"
 HARNESS = textwrap.dedent(
     """
     import os, runpy, sys, time
-    from splight_runner import health
+    from splight_runner.component import health
 
     _out = open(os.environ["HEALTH_STATUS_FILE"], "a", buffering=1)
 
@@ -218,7 +218,7 @@ def _python(code: str, home: Path, hooked: bool, **env: str) -> subprocess.Compl
         prelude = textwrap.dedent(
             """
             import os, time
-            from splight_runner import health
+            from splight_runner.component import health
             _out = open(os.environ["HEALTH_STATUS_FILE"], "a", buffering=1)
             health.install(lambda status: _out.write(status + "\\n"))
             """
@@ -317,7 +317,7 @@ def test_transitions_are_passed_through_deduplicated_and_coalesced(fake_lib: Pat
         tmp_path,
         """
         import importlib.machinery, sys
-        from splight_runner import health
+        from splight_runner.component import health
         seen = []
         health.install(seen.append)
         health.install(seen.append)
@@ -356,7 +356,7 @@ def test_import_before_install_and_failing_callback(fake_lib: Path, tmp_path: Pa
         tmp_path,
         """
         from splight_lib.execution import ExecutionEngine
-        from splight_runner import health
+        from splight_runner.component import health
 
         def broken(status):
             raise RuntimeError("callback failure must not reach the component")
@@ -380,7 +380,7 @@ def test_missing_target_module_fails_exactly_as_without_hook(fake_lib: Path, tmp
     (fake_lib / "splight_lib" / "execution" / "engine.py").unlink()
     (fake_lib / "splight_lib" / "execution" / "__init__.py").write_text("")
     code = """
-        from splight_runner import health
+        from splight_runner.component import health
         if HOOK:
             health.install(print)
         try:

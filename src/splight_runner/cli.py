@@ -68,7 +68,7 @@ def _engine_for(env: dict[str, str]) -> config.EngineSettings | None:
 
 
 def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
-    from splight_runner.supervisor import Launch, supervise
+    from splight_runner.supervisor.launch import Launch, supervise
 
     env = {**os.environ, **overrides}
     engine = _engine_for(env)
@@ -152,7 +152,7 @@ def cmd_dev_engine(args: list[str]) -> int:
     ns = parser.parse_args(args)
     if not 0 <= ns.port <= 65535:
         raise UsageError(f"dev-engine: --port {ns.port} is not a TCP port")
-    from splight_runner import dev_engine
+    from splight_runner.dev_engine import server as dev_engine
 
     return dev_engine.run(
         ns.host,
@@ -167,7 +167,7 @@ def cmd_dev_engine(args: list[str]) -> int:
 
 def cmd_gateway(args: list[str]) -> int:
     try:
-        from splight_runner import gateway
+        from splight_runner.gateway import server as gateway
     except ImportError as error:
         raise config.ConfigError(
             f"gateway: needs the optional extra (pip install 'splight-runner[gateway]'): {error}"
@@ -177,7 +177,7 @@ def cmd_gateway(args: list[str]) -> int:
 
 def cmd_check(args: list[str]) -> int:
     _Parser(prog=f"{PROG} check").parse_args(args)
-    from splight_runner.engine_client import EngineClient, EngineError
+    from splight_runner.engine.client import EngineClient, EngineError
 
     engine = config.engine_settings()
     process_id = config.process_id()

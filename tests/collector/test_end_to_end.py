@@ -30,9 +30,9 @@ from agent_env import agent_env
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from splight_runner import translation
-from splight_runner.dev_engine import DevEngine
-from splight_runner.gateway import Gateway
+from splight_runner.dev_engine.server import DevEngine
+from splight_runner.engine import records as translation
+from splight_runner.gateway.server import Gateway
 from splight_runner.settings import EngineSettings
 from support import free_port
 

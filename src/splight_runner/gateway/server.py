@@ -4,8 +4,8 @@ Why it exists: a component can export plain OTLP to an OpenTelemetry Collector
 deployed beside it (SPEC.md, way in 3); the collector queues, retries and
 persists, and forwards to this gateway, which turns OTLP logs into the
 Engine's two calls exactly as the in-process ``splight`` exporter does (same
-:mod:`splight_runner.translation`, same :func:`~splight_runner.engine_client.pack_records`
-limits, same :class:`~splight_runner.engine_client.EngineClient`).
+:mod:`splight_runner.engine.records`, same :func:`~splight_runner.engine.client.pack_records`
+limits, same :class:`~splight_runner.engine.client.EngineClient`).
 
 The answer is what keeps data safe, so it follows the OTLP/HTTP specification
 strictly: 200 only once the Engine has accepted everything deliverable in the
@@ -84,9 +84,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from splight_runner import environment as names
 from splight_runner import settings as config
-from splight_runner import translation
-from splight_runner.engine_client import MAX_RETRY_AFTER, EngineClient, EngineError, pack_records
-from splight_runner.http_server import ConnectionHandler, ThreadedHTTPServer
+from splight_runner._http import ConnectionHandler, ThreadedHTTPServer
+from splight_runner.engine import records
+from splight_runner.engine.client import MAX_RETRY_AFTER, EngineClient, EngineError, pack_records
 from splight_runner.settings import EngineSettings
 
 __all__ = [
@@ -128,8 +128,8 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS
 #: Only the attributes translation reads are converted from protobuf: the rest
 #: (thread ids, code function, anything a user attached) cannot change the Engine
 #: record, and converting them would cost most of the per-record time.
-_USED_ATTRIBUTES = translation.ATTRIBUTES_READ
-_MISSING_ID = f"log records without the resource attribute {translation.RESOURCE_COMPONENT_ID}"
+_USED_ATTRIBUTES = records.ATTRIBUTES_READ
+_MISSING_ID = f"log records without the resource attribute {records.RESOURCE_COMPONENT_ID}"
 
 # gRPC status codes for the google.rpc.Status body of error answers (OTLP/HTTP spec).
 _RPC_CODE = {
@@ -305,16 +305,16 @@ def plan_request(request: ExportLogsServiceRequest) -> _Plan:
     run: _Logs | None = None
     total = 0
     missing = 0
-    engine_record = translation.engine_record
-    status_of = translation.status_of
+    engine_record = records.engine_record
+    status_of = records.status_of
     used = _USED_ATTRIBUTES
     for resource_logs in request.resource_logs:
         process_id = None
         sender_type = "component"
         for attribute in resource_logs.resource.attributes:
-            if attribute.key == translation.RESOURCE_COMPONENT_ID:
+            if attribute.key == records.RESOURCE_COMPONENT_ID:
                 process_id = _resource_string(attribute.value)
-            elif attribute.key == translation.RESOURCE_PROCESS_TYPE:
+            elif attribute.key == records.RESOURCE_PROCESS_TYPE:
                 sender_type = _resource_string(attribute.value) or "component"
         for scope_logs in resource_logs.scope_logs:
             count = len(scope_logs.log_records)
@@ -1152,9 +1152,3 @@ def main(args: Sequence[str]) -> int:
         gateway.stop()
     print(f"splight-runner gateway: stopped; {gateway.stats.line()}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    from splight_runner.cli import main as cli_main
-
-    sys.exit(cli_main(["gateway", *sys.argv[1:]]))

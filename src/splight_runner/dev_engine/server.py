@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from splight_runner.http_server import ConnectionHandler, ThreadedHTTPServer
+from splight_runner._http import ConnectionHandler, ThreadedHTTPServer
 
 __all__ = [
     "LOG_LEVELS",

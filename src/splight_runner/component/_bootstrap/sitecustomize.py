@@ -33,7 +33,7 @@ def _main() -> None:
         _run_shadowed_sitecustomize()
     if os.environ.get("SPLIGHT_RUNNER_ACTIVE") == "1":
         try:
-            from splight_runner.bootstrap import start
+            from splight_runner.component.startup import start
         except Exception as error:
             sys.stderr.write(f"splight-runner: bootstrap unavailable, the component runs unshipped ({error})\n")
             return

@@ -32,8 +32,8 @@ from types import TracebackType
 from typing import Any
 
 from splight_runner import environment as env_names
-from splight_runner import translation
-from splight_runner.accounting import DropCounter
+from splight_runner.engine import records
+from splight_runner.pipeline.accounting import DropCounter
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -44,7 +44,7 @@ _RESERVED = frozenset(
     )
 )  # fmt: skip
 _UNCAUGHT_LOGGER = "splight_runner"
-_STATUS_SCOPE = "splight_runner.health"
+_STATUS_SCOPE = "splight_runner.component.health"
 
 
 def _context_getter() -> Callable[[], Any]:
@@ -352,10 +352,10 @@ class CaptureBridge:
         pathname, lineno, function = (
             callsite if callsite is not None else (record.pathname, record.lineno, record.funcName)
         )
-        attributes: dict[str, Any] = {translation.ATTR_CODE_FILE_PATH: pathname}
+        attributes: dict[str, Any] = {records.ATTR_CODE_FILE_PATH: pathname}
         if self._code_attributes:
-            attributes[translation.ATTR_CODE_FUNCTION] = function
-            attributes[translation.ATTR_CODE_LINE] = lineno
+            attributes[records.ATTR_CODE_FUNCTION] = function
+            attributes[records.ATTR_CODE_LINE] = lineno
         event_name = None
         for key in d.keys() - _RESERVED:
             if key[0] == "_":
@@ -363,20 +363,20 @@ class CaptureBridge:
             value = d[key]
             if key == "tags":
                 if value is not None:
-                    attributes[translation.ATTR_TAGS] = _attribute_value(value)
+                    attributes[records.ATTR_TAGS] = _attribute_value(value)
             elif key in ("otel.event.name", "event.name"):
                 event_name = event_name or value
             else:
                 attributes[key] = _attribute_value(value)
         exc_info = record.exc_info
         if exc_info and exc_info[0] is not None:
-            attributes[translation.ATTR_EXCEPTION_TYPE] = exc_info[0].__name__
-            attributes[translation.ATTR_EXCEPTION_MESSAGE] = str(exc_info[1])
-            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = _exception_text(record)
+            attributes[records.ATTR_EXCEPTION_TYPE] = exc_info[0].__name__
+            attributes[records.ATTR_EXCEPTION_MESSAGE] = str(exc_info[1])
+            attributes[records.ATTR_EXCEPTION_STACKTRACE] = _exception_text(record)
         elif record.exc_text:
-            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = record.exc_text
+            attributes[records.ATTR_EXCEPTION_STACKTRACE] = record.exc_text
         elif record.stack_info:
-            attributes[translation.ATTR_EXCEPTION_STACKTRACE] = record.stack_info
+            attributes[records.ATTR_EXCEPTION_STACKTRACE] = record.stack_info
         timestamp = int(record.created * 1e9)
         otel = self._otel
         self._logger(record.name).emit(
@@ -401,8 +401,8 @@ class CaptureBridge:
                 severity_text="INFO",
                 severity_number=otel.SeverityNumber.INFO,
                 body=item.status,
-                attributes={translation.ATTR_STATUS: item.status},
-                event_name=translation.STATUS_EVENT_NAME,
+                attributes={records.ATTR_STATUS: item.status},
+                event_name=records.STATUS_EVENT_NAME,
             )
         )
 

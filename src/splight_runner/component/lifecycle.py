@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
-from splight_runner.translation import TERMINAL_STATUSES
+from splight_runner.engine.records import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from splight_runner.capture import CaptureBridge
-    from splight_runner.exporter import SplightLogRecordProcessor
+    from splight_runner.component.capture import CaptureBridge
+    from splight_runner.pipeline.processor import SplightLogRecordProcessor
 
 
 class Sdk(Protocol):

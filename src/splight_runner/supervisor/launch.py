@@ -32,7 +32,9 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUI
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), not kill(2)
 
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "_bootstrap")
+#: The folder put first on the component's PYTHONPATH: it holds only the bootstrap ``sitecustomize``.
+#: A path, not an import: the supervisor never imports the component side.
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "component", "_bootstrap")
 
 
 class Launch(NamedTuple):
@@ -91,8 +93,8 @@ def _read_state(path: str) -> str | None:
 
 def send_final_status(engine: EngineSettings, process_id: str, status: str, timeout: float) -> bool:
     """The last status, with the exporter's retry policy, within ``timeout`` seconds."""
-    from splight_runner.engine_client import EngineClient
-    from splight_runner.retry import Retrier
+    from splight_runner.engine.client import EngineClient
+    from splight_runner.engine.retry import Retrier
 
     client = EngineClient(engine, timeout=min(timeout, 10.0))
     give_up_at = time.monotonic() + timeout
@@ -110,9 +112,7 @@ def send_final_status(engine: EngineSettings, process_id: str, status: str, time
 def _preload_client() -> None:
     """Everything the final status needs, imported while the component runs."""
     with contextlib.suppress(Exception):
-        import splight_runner.engine_client
-        import splight_runner.retry
-        import splight_runner.translation  # noqa: F401
+        pass
 
 
 class _Signals:
@@ -184,7 +184,7 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             stop_requested = stops > 0
             returncode = child.returncode
         if launch.engine is not None and launch.process_id:
-            from splight_runner.translation import TERMINAL_STATUSES
+            from splight_runner.engine.records import TERMINAL_STATUSES
 
             last = _read_state(state_file)
             if last not in TERMINAL_STATUSES:

@@ -1,11 +1,11 @@
 """The OpenTelemetry distro and configurator named ``splight``.
 
-The configurator hands over to :func:`splight_runner.bootstrap.configure_sdk`,
+The configurator hands over to :func:`splight_runner.component.configuration.configure_sdk`,
 the set-up ``run-component`` uses too: the SDK's own configuration path
 (``_initialize_components``) whenever anything beyond the distro's defaults is
 asked for, so every ``OTEL_*`` variable means what the specification says. It
 adds the Splight resource attributes, pairs the ``splight`` exporter with
-:class:`SplightLogRecordProcessor`, and installs the single capture path (the
+:class:`~splight_runner.pipeline.processor.SplightLogRecordProcessor`, and installs the single capture path (the
 ``logging`` hook) instead of OTel's ``LoggingHandler``.
 """
 
@@ -23,7 +23,7 @@ class SplightDistro(BaseDistro):
     """Defaults that make ``opentelemetry-instrument`` ship to the Engine like ``run-component``."""
 
     def _configure(self, **kwargs: Any) -> None:
-        from splight_runner.bootstrap import apply_distro_defaults
+        from splight_runner.component.configuration import apply_distro_defaults
 
         apply_distro_defaults()
 
@@ -52,6 +52,6 @@ class SplightConfigurator:
         if SplightConfigurator._configured:
             return  # the SDK's configurators are singletons that configure once; so is this one
         SplightConfigurator._configured = True
-        from splight_runner import bootstrap  # deferred: keeps entry-point loading cheap
+        from splight_runner.component import configuration  # deferred: keeps entry-point loading cheap
 
-        bootstrap.configure_sdk(**kwargs)
+        configuration.configure_sdk(**kwargs)

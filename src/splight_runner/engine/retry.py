@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from splight_runner.engine_client import EngineError, retry_delay
+from splight_runner.engine.client import EngineError, retry_delay
 
 Deadline = Callable[[], "float | None"]
 

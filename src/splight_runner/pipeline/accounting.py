@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from splight_runner.translation import rfc3339
+from splight_runner.engine.records import rfc3339
 
 
 class DropCounter:

@@ -1,6 +1,6 @@
 """Setting the distro up inside the component's process.
 
-Two ways in, one setup: ``run-component``'s ``sitecustomize`` calls :func:`start`;
+Two ways in, one setup: ``run-component``'s ``sitecustomize`` calls :func:`.startup.start`;
 ``opentelemetry-instrument`` reaches :func:`configure_sdk` through the
 ``splight`` configurator entry point. Either way a failure here prints one line
 and the component runs unshipped — the runner must never be why it fails.
@@ -33,9 +33,9 @@ from typing import Any
 
 from splight_runner import environment as names
 from splight_runner import settings as config
-from splight_runner import translation
-from splight_runner.accounting import DropCounter
 from splight_runner.diagnostics import say
+from splight_runner.engine import records
+from splight_runner.pipeline.accounting import DropCounter
 
 #: How often the capture thread drains when the hot path has not woken it.
 _CAPTURE_DRAIN_INTERVAL = 0.2
@@ -52,9 +52,9 @@ def apply_distro_defaults(env: Any = None) -> None:
 
 
 def _resource_attributes(process_id: str | None, process_type: str) -> dict[str, Any]:
-    attributes: dict[str, Any] = {translation.RESOURCE_PROCESS_TYPE: process_type}
+    attributes: dict[str, Any] = {records.RESOURCE_PROCESS_TYPE: process_type}
     if process_id:
-        attributes[translation.RESOURCE_COMPONENT_ID] = process_id
+        attributes[records.RESOURCE_COMPONENT_ID] = process_id
     explicit = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     if not os.environ.get(names.OTEL_SERVICE_NAME) and "service.name=" not in explicit.replace(" ", ""):
         attributes["service.name"] = f"splight-{process_type}"
@@ -97,7 +97,8 @@ class SdkSetup:
     def _build(self) -> None:
         from opentelemetry._logs import get_logger_provider
 
-        from splight_runner.exporter import SplightLogExporter, SplightLogRecordProcessor
+        from splight_runner.pipeline.exporter import SplightLogExporter
+        from splight_runner.pipeline.processor import SplightLogRecordProcessor
 
         def processor_for(exporter: Any) -> Any:
             if isinstance(exporter, SplightLogExporter):
@@ -143,7 +144,7 @@ class SdkSetup:
             return False
         if any(os.environ.get(name, "").strip() for name in names.UPSTREAM_SETUP_VARIABLES):
             return False
-        return _UPSTREAM_OPAMP_GROUP not in _declared_entry_points()
+        return _UPSTREAM_OPAMP_GROUP not in declared_entry_points()
 
 
 def _build_defaults(resource_attributes: dict[str, Any], version: str | None, processor: Any) -> None:
@@ -166,7 +167,7 @@ def _build_defaults(resource_attributes: dict[str, Any], version: str | None, pr
 
 def configure_sdk(**kwargs: Any) -> None:
     """Validate, build the SDK, and hook capture, health and the exit paths."""
-    from splight_runner import capture, health, lifecycle
+    from splight_runner.component import capture, health, lifecycle
 
     log_exporters = config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight")
     if "splight" in log_exporters:
@@ -205,7 +206,7 @@ _UPSTREAM_OPAMP_GROUP = "_opentelemetry_opamp"
 _entry_points_found: dict[str, set[str]] | None = None
 
 
-def _declared_entry_points() -> dict[str, set[str]]:
+def declared_entry_points() -> dict[str, set[str]]:
     """Installed entry point names by group, read straight from the dist-info files (once).
 
     Importing ``importlib.metadata`` and letting it parse every distribution costs
@@ -245,26 +246,3 @@ def _scan_entry_points() -> dict[str, set[str]]:
                 elif group is not None and "=" in line:
                     found.setdefault(group, set()).add(line.split("=", 1)[0].strip())
     return found
-
-
-def _instrumentors_to_load() -> bool:
-    declared = _declared_entry_points().get("opentelemetry_instrumentor", set())
-    correlation = os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() == "true"
-    return bool(declared - {"logging"}) or ("logging" in declared and correlation)
-
-
-def start() -> None:
-    """Called by the bootstrap ``sitecustomize`` when the supervisor activated the runner."""
-    try:
-        apply_distro_defaults()
-        configure_sdk()
-        if _instrumentors_to_load():
-            from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
-
-            from splight_runner.distro import SplightDistro
-
-            _load_instrumentors(SplightDistro())
-    except config.ConfigError as error:
-        say(f"not shipping logs: {error}")
-    except Exception as error:
-        say(f"could not set up OpenTelemetry, the component runs without it ({type(error).__name__}: {error})")
