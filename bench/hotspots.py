@@ -427,7 +427,8 @@ def records(engine_url: str, n: int) -> None:
 
 def _gateway(n: int) -> None:
     from splight_runner.engine.client import pack_records
-    from splight_runner.gateway import server as gateway
+    from splight_runner.gateway.otlp_http import decode_request
+    from splight_runner.gateway.plan import plan_request
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gateway_client import build_body
@@ -436,17 +437,17 @@ def _gateway(n: int) -> None:
 
     def decode() -> int:
         for _ in range(n // 500):
-            gateway.decode_request(body, "application/x-protobuf")
+            decode_request(body, "application/x-protobuf")
         return n // 500 * 500
 
-    request = gateway.decode_request(body, "application/x-protobuf")
+    request = decode_request(body, "application/x-protobuf")
 
     def plan() -> int:
         for _ in range(n // 500):
-            gateway.plan_request(request)
+            plan_request(request)
         return n // 500 * 500
 
-    records = next(step for step in gateway.plan_request(request).steps if hasattr(step, "records")).records
+    records = next(step for step in plan_request(request).steps if hasattr(step, "records")).records
 
     def pack() -> int:
         for _ in range(n // 500):

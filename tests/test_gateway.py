@@ -41,7 +41,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from splight_runner.dev_engine.server import DevEngine
 from splight_runner.engine import records as translation
-from splight_runner.gateway.server import Gateway, inflate, parse_listen
+from splight_runner.gateway.command import parse_listen
+from splight_runner.gateway.otlp_http import inflate
+from splight_runner.gateway.server import Gateway
 from splight_runner.settings import ConfigError, EngineSettings
 from support import ACCESS_ID, RFC3339_MICROS, RUNNER, SECRET_KEY, engine_env
 

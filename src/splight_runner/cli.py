@@ -167,7 +167,7 @@ def cmd_dev_engine(args: list[str]) -> int:
 
 def cmd_gateway(args: list[str]) -> int:
     try:
-        from splight_runner.gateway import server as gateway
+        from splight_runner.gateway import command as gateway
     except ImportError as error:
         raise config.ConfigError(
             f"gateway: needs the optional extra (pip install 'splight-runner[gateway]'): {error}"

@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import json
 import re
-import signal
 import socket
 import ssl
 import sys
@@ -35,7 +34,14 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from splight_runner._http import ConnectionHandler, ThreadedHTTPServer
+from splight_runner._http import (
+    Answer,
+    ConnectionHandler,
+    OpenConnections,
+    ThreadedHTTPServer,
+    http_url,
+    wait_for_stop_signal,
+)
 
 __all__ = [
     "LOG_LEVELS",
@@ -165,19 +171,25 @@ class _Failure:
     endpoint: str
 
 
-@dataclass
-class _Answer:
-    status: int
-    payload: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    close: bool = False
-    cut: bool = False  # write a partial status line and close
+class _Answer(Answer):
+    """An answer as the Engine gives it: a JSON ``payload`` (``{"detail": ...}`` for errors)."""
+
+    def __init__(
+        self,
+        status: int,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+        cut: bool = False,
+    ) -> None:
+        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        super().__init__(status, body, _JSON, headers or {}, close)
+        self.payload = payload
+        self.cut = cut  # write a partial status line and close
 
 
 class _Server(ThreadedHTTPServer):
-    def __init__(self, address: tuple[str, int], engine: DevEngine) -> None:
-        self.engine = engine
-        super().__init__(address, _Handler)
+    owner: DevEngine
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that disconnects or fails its TLS handshake is not news.
@@ -189,9 +201,9 @@ class _Handler(ConnectionHandler):
     server: _Server
 
     def connection_opened(self) -> None:
-        engine = self.server.engine
+        engine = self.server.owner
         self.timeout = engine.keepalive_timeout
-        self.connection_number = engine._connection_opened(self.request)
+        self.connection_number = engine._connections.opened(self.request)
 
     def prepare_connection(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
@@ -199,7 +211,7 @@ class _Handler(ConnectionHandler):
             self.request.do_handshake()
 
     def connection_closed(self) -> None:
-        self.server.engine._connection_closed(self.request)
+        self.server.owner._connections.closed(self.request)
 
     def do_POST(self) -> None:
         self._dispatch()
@@ -216,21 +228,7 @@ class _Handler(ConnectionHandler):
                 self.request.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
-        body = b""
-        if answer.payload is not None:
-            body = json.dumps(answer.payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(answer.status)
-        self.send_header("Content-Type", _JSON)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        if answer.close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+        self.send_answer(answer)
 
     def _read_body(self) -> bytes | _Answer:
         if self.headers.get("Transfer-Encoding"):
@@ -251,7 +249,7 @@ class _Handler(ConnectionHandler):
         return body
 
     def _dispatch(self) -> None:
-        engine = self.server.engine
+        engine = self.server.owner
         # Origin-form ("/v3/...") as sent to a server; absolute-form as sent to a proxy.
         path = self.path.split("?", 1)[0] if self.path.startswith("/") else urlsplit(self.path).path
         body = self._read_body()
@@ -317,9 +315,8 @@ class DevEngine:
         self._records: list[dict[str, Any]] = []
         self._statuses: list[tuple[str, str]] = []
         self._requests: list[ReceivedRequest] = []
-        self._connections = 0
+        self._connections = OpenConnections()
         self._answered = 0  # requests logged so far, for wait_for
-        self._open: set[socket.socket] = set()
         self._failures: list[_Failure] = []
         self._cuts = 0
         self._delay = 0.0
@@ -339,9 +336,7 @@ class DevEngine:
     @property
     def url(self) -> str:
         """Base URL to use as ``SPLIGHT_PLATFORM_API_HOST``."""
-        scheme = "https" if self._ssl_context is not None else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return http_url("https" if self._ssl_context is not None else "http", self.host, self.port)
 
     def start(self) -> DevEngine:
         """Bind (``port=0`` picks a free port, see :attr:`port`) and serve in the background."""
@@ -379,7 +374,7 @@ class DevEngine:
         self.stop()
 
     def _serve_on(self, port: int) -> None:
-        server = _Server((self.host, port), self)
+        server = _Server((self.host, port), _Handler, self)
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(
                 server.socket, server_side=True, do_handshake_on_connect=False
@@ -393,11 +388,7 @@ class DevEngine:
         self._server = self._thread = None
         if server is not None:
             server.stop_background(thread)
-        with self._lock:
-            open_sockets = [sock for sock in self._open if sock is not spare]
-        for sock in open_sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self._connections.cut(spare)
 
     def _come_back(self) -> None:
         with self._life:
@@ -438,8 +429,7 @@ class DevEngine:
     @property
     def connections(self) -> int:
         """TCP connections accepted so far (control requests included)."""
-        with self._lock:
-            return self._connections
+        return self._connections.count
 
     def wait_for(self, predicate: Callable[[DevEngine], bool], timeout: float = 10.0) -> bool:
         """Wait until ``predicate(self)`` holds; ``False`` if ``timeout`` passed first.
@@ -532,16 +522,6 @@ class DevEngine:
             self._delay = 0.0
 
     # -- request handling (called from handler threads) ------------------------
-
-    def _connection_opened(self, sock: socket.socket) -> int:
-        with self._lock:
-            self._connections += 1
-            self._open.add(sock)
-            return self._connections
-
-    def _connection_closed(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(sock)
 
     def _endpoint(self, path: str) -> tuple[str | None, str | None]:
         if path == self._logs_path:
@@ -677,7 +657,7 @@ class DevEngine:
                 payload = {
                     "records": list(self._records),
                     "statuses": [list(item) for item in self._statuses],
-                    "connections": self._connections,
+                    "connections": self._connections.count,
                 }
             return _Answer(200, payload)
         if path == "/_dev/clear":
@@ -799,17 +779,8 @@ def run(
         print(f"dev-engine: cannot {failed}: {error.strerror or error}", file=sys.stderr)
         return 2
     print(f"dev-engine listening on {engine.url} (access id {access_id})", flush=True)
-    stop = threading.Event()
-    previous: dict[int, Any] = {}
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if in_main_thread:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
+        wait_for_stop_signal()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         engine.stop()
     return 0
