@@ -142,7 +142,7 @@ def by_message(records: list[dict]) -> dict[str, dict]:
 
 
 def engine_record(**overrides: Any) -> dict[str, Any]:
-    """A valid Engine record (SPEC.md's fields), with ``overrides`` applied."""
+    """A valid Engine record (every field the Engine requires), with ``overrides`` applied."""
     base = {
         "sender_type": "component",
         "id": "C1",

@@ -73,10 +73,8 @@ def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
     env = {**os.environ, **overrides}
     engine = _engine_for(env)
     process_id = config.require_process_id(env) if engine is not None else config.process_id(env)
-    timeout = config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS, env) / 1000
-    config.positive_int(names.OTEL_BLRP_MAX_QUEUE_SIZE, names.DEFAULT_MAX_QUEUE_SIZE, env)
-    config.positive_int(names.OTEL_BLRP_SCHEDULE_DELAY, names.DEFAULT_SCHEDULE_DELAY_MS, env)
-    config.positive_int(names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, names.DEFAULT_MAX_EXPORT_BATCH_SIZE, env)
+    # Every OTEL_BLRP_* value is checked here, so a mistake is one line before the component starts.
+    timeout = config.delivery_settings(env).export_timeout
     return supervise(
         Launch(
             argv=argv,
@@ -147,7 +145,7 @@ def cmd_dev_engine(args: list[str]) -> int:
     parser.add_argument("--record", help="append what arrives as JSON lines to this file")
     parser.add_argument("--access-id", default=os.environ.get(names.SPLIGHT_ACCESS_ID) or "dev-access")
     parser.add_argument("--secret-key", default=os.environ.get(names.SPLIGHT_SECRET_KEY) or "dev-secret")
-    parser.add_argument("--api-version", default=os.environ.get(names.API_VERSION) or names.DEFAULT_API_VERSION)
+    parser.add_argument("--api-version", default=os.environ.get(names.API_VERSION) or config.DEFAULT_API_VERSION)
     parser.add_argument("--quiet", action="store_true", help="do not print the records")
     ns = parser.parse_args(args)
     if not 0 <= ns.port <= 65535:

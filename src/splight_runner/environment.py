@@ -1,58 +1,251 @@
-"""Names of every environment variable the runner reads or sets, in one place.
+"""Names of every environment variable the runner reads or sets, in one place: names only.
 
-Values are read through :mod:`splight_runner.settings`; nothing here reads the
-environment, so importing this module is free.
+Each name comes with its meaning and default. Values are read through
+:mod:`splight_runner.settings` (which holds the defaults); nothing here reads
+the environment, so importing this module is free.
 """
 
 from __future__ import annotations
 
-# --- The Splight contract (SPEC.md, "Configuration") -------------------------
+# --- Splight configuration (a file <secrets dir>/<NAME> wins over the variable) ---
+
 SPLIGHT_ACCESS_ID = "SPLIGHT_ACCESS_ID"
+"""
+.. envvar:: SPLIGHT_ACCESS_ID
+
+The access id of the Engine credentials (``Authorization: Splight <id> <secret>``).
+No default: required when the ``splight`` exporter is selected.
+"""
+
 SPLIGHT_SECRET_KEY = "SPLIGHT_SECRET_KEY"
+"""
+.. envvar:: SPLIGHT_SECRET_KEY
+
+The secret key of the Engine credentials; never printed. No default: required
+when the ``splight`` exporter is selected.
+"""
+
 SPLIGHT_PLATFORM_API_HOST = "SPLIGHT_PLATFORM_API_HOST"
+"""
+.. envvar:: SPLIGHT_PLATFORM_API_HOST
+
+The Engine's base URL, http(s), without query or fragment.
+Default: ``https://api.splight-ai.com``.
+"""
+
 API_VERSION = "API_VERSION"
+"""
+.. envvar:: API_VERSION
+
+The API path segment put after the host (``<host>/<version>/logs/write/``). Default: ``v3``.
+"""
+
 COMPONENT_ID = "COMPONENT_ID"
+"""
+.. envvar:: COMPONENT_ID
+
+The process id of a component: the ``id`` of every record and the component whose
+status is updated. First of :data:`PROCESS_ID_VARIABLES` looked up. No default.
+"""
+
 COMPUTE_NODE_ID = "COMPUTE_NODE_ID"
+"""
+.. envvar:: COMPUTE_NODE_ID
+
+The process id of a compute node, used when :envvar:`COMPONENT_ID` is unset. No default.
+"""
+
 AGENT_ID = "AGENT_ID"
+"""
+.. envvar:: AGENT_ID
+
+The process id of an agent, used when neither of the two above is set. No default.
+"""
+
 PROCESS_TYPE = "PROCESS_TYPE"
+"""
+.. envvar:: PROCESS_TYPE
+
+The ``sender_type`` of every record (the ``splight.process.type`` resource attribute).
+Default: ``component`` (``agent`` under ``run-agent``).
+"""
+
 SPLIGHT_RUNNER_SECRETS_DIR = "SPLIGHT_RUNNER_SECRETS_DIR"
+"""
+.. envvar:: SPLIGHT_RUNNER_SECRETS_DIR
+
+The folder where a file named like a variable wins over the variable (how the Engine
+mounts secrets). Default: ``/etc/config``.
+"""
+
 SPLIGHT_GATEWAY_TOKEN = "SPLIGHT_GATEWAY_TOKEN"
+"""
+.. envvar:: SPLIGHT_GATEWAY_TOKEN
+
+The bearer token ``splight-runner gateway`` requires of its clients (``--token`` wins).
+Default: unset, no token required.
+"""
 
 #: Process id variables, in the order they are looked up.
 PROCESS_ID_VARIABLES = (COMPONENT_ID, COMPUTE_NODE_ID, AGENT_ID)
 
-DEFAULT_API_HOST = "https://api.splight-ai.com"
-DEFAULT_API_VERSION = "v3"
-DEFAULT_SECRETS_DIR = "/etc/config"
+# --- Set by the runner for the processes it starts ---------------------------------
 
-# --- Set by the supervisor for the process it starts -------------------------
-#: "1" when the bootstrap ``sitecustomize`` must set the distro up.
 SPLIGHT_RUNNER_ACTIVE = "SPLIGHT_RUNNER_ACTIVE"
-#: File where the component process records the last status the Engine accepted,
-#: so the supervisor knows whether a final status is still owed.
-SPLIGHT_RUNNER_STATE_FILE = "SPLIGHT_RUNNER_STATE_FILE"
+"""
+.. envvar:: SPLIGHT_RUNNER_ACTIVE
 
-# --- OpenTelemetry's own variables that the distro gives defaults to ---------
+Set to ``1`` by the supervisor: the bootstrap ``sitecustomize`` must set the distro up.
+Default: unset (the bootstrap only runs a shadowed ``sitecustomize``).
+"""
+
+SPLIGHT_RUNNER_STATE_FILE = "SPLIGHT_RUNNER_STATE_FILE"
+"""
+.. envvar:: SPLIGHT_RUNNER_STATE_FILE
+
+Set by the supervisor: the file where the component records the last status the
+Engine accepted, so the supervisor knows whether a final status is still owed.
+Its presence also means "supervised". Default: unset.
+"""
+
+SPLIGHT_RUNNER_FINAL_STATUS_OWNER = "SPLIGHT_RUNNER_FINAL_STATUS_OWNER"
+"""
+.. envvar:: SPLIGHT_RUNNER_FINAL_STATUS_OWNER
+
+Set by an unsupervised component (``opentelemetry-instrument``) to its own pid: that
+process, and not its children that inherit the variable, reports the final status.
+Default: unset.
+"""
+
+PYTHONPATH = "PYTHONPATH"
+"""
+.. envvar:: PYTHONPATH
+
+Python's module path; the supervisor puts the bootstrap folder first on the component's.
+"""
+
+# --- OpenTelemetry's own variables that the distro reads or gives defaults to -----
+
 OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+"""
+.. envvar:: OTEL_LOGS_EXPORTER
+
+Comma-separated log exporters (``splight``, ``console``, ``otlp``; ``none``: no exporter).
+Default: ``splight``.
+"""
+
 OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+"""
+.. envvar:: OTEL_TRACES_EXPORTER
+
+Span exporters. Default (the distro's): ``otlp`` when an OTLP endpoint is set, else ``none``.
+"""
+
 OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+"""
+.. envvar:: OTEL_METRICS_EXPORTER
+
+Metric exporters. Default (the distro's): ``none``.
+"""
+
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+"""
+.. envvar:: OTEL_SERVICE_NAME
+
+The ``service.name`` resource attribute. Default (the distro's): ``splight-<process type>``.
+"""
+
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+"""
+.. envvar:: OTEL_RESOURCE_ATTRIBUTES
+
+Extra resource attributes, ``key=value,...``; a ``service.name`` here keeps the distro's
+default service name away. Default: unset.
+"""
+
 OTEL_PYTHON_DISTRO = "OTEL_PYTHON_DISTRO"
+"""
+.. envvar:: OTEL_PYTHON_DISTRO
+
+The distro ``opentelemetry-instrument`` loads (``splight``). Default: the only one installed.
+"""
+
 OTEL_PYTHON_CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
+"""
+.. envvar:: OTEL_PYTHON_CONFIGURATOR
+
+The configurator ``opentelemetry-instrument`` runs. Default (the distro's): ``splight``.
+"""
+
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+"""
+.. envvar:: OTEL_EXPORTER_OTLP_ENDPOINT
+
+The OTLP endpoint of every signal; when set, traces are exported by default. Default: unset.
+"""
+
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+"""
+.. envvar:: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+
+The OTLP endpoint of traces; when set, traces are exported by default. Default: unset.
+"""
+
 OTEL_BLRP_SCHEDULE_DELAY = "OTEL_BLRP_SCHEDULE_DELAY"
+"""
+.. envvar:: OTEL_BLRP_SCHEDULE_DELAY
+
+Milliseconds between two exports of the Splight processor. Default: 1000.
+"""
+
 OTEL_BLRP_MAX_QUEUE_SIZE = "OTEL_BLRP_MAX_QUEUE_SIZE"
+"""
+.. envvar:: OTEL_BLRP_MAX_QUEUE_SIZE
+
+Records the capture intake and the Splight processor each hold before dropping the newest.
+Default: 20000.
+"""
+
 OTEL_BLRP_MAX_EXPORT_BATCH_SIZE = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"
+"""
+.. envvar:: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE
+
+Records per export batch (at most the queue size). Default: 1000.
+"""
+
 OTEL_BLRP_EXPORT_TIMEOUT = "OTEL_BLRP_EXPORT_TIMEOUT"
-#: opentelemetry-instrumentation-logging's switch for its own LoggingHandler.
+"""
+.. envvar:: OTEL_BLRP_EXPORT_TIMEOUT
+
+Milliseconds: the bound of one export's retries, of the flush at exit, and of the
+supervisor's final status call. Default: 10000.
+"""
+
 OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
-#: Upstream's switch for code.function.name / code.line.number on log records.
+"""
+.. envvar:: OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION
+
+opentelemetry-instrumentation-logging's switch for its own LoggingHandler; the distro
+keeps it off (its own hook captures every record). Default: unset.
+"""
+
 OTEL_PYTHON_LOG_CODE_ATTRIBUTES = "OTEL_PYTHON_LOG_CODE_ATTRIBUTES"
-#: opentelemetry-instrumentation-logging's switch for trace ids in the log format.
+"""
+.. envvar:: OTEL_PYTHON_LOG_CODE_ATTRIBUTES
+
+``true``: records also carry ``code.function.name`` and ``code.line.number``. Default: off.
+"""
+
 OTEL_PYTHON_LOG_CORRELATION = "OTEL_PYTHON_LOG_CORRELATION"
+"""
+.. envvar:: OTEL_PYTHON_LOG_CORRELATION
+
+``true``: the logging instrumentor is loaded for trace ids in the component's own log
+format. Default: off.
+"""
+
 #: Upstream set-up choices the distro's own short set-up does not make: when any is set,
-#: the SDK is built by upstream's ``_initialize_components`` instead.
+#: the SDK is built by upstream's ``_initialize_components`` instead. Default: all unset.
 UPSTREAM_SETUP_VARIABLES = (
     "OTEL_PYTHON_ID_GENERATOR",
     "OTEL_TRACES_SAMPLER",
@@ -60,12 +253,3 @@ UPSTREAM_SETUP_VARIABLES = (
     "OTEL_PYTHON_METER_CONFIGURATOR",
     "OTEL_PYTHON_LOGGER_CONFIGURATOR",
 )
-
-# --- Defaults of the Splight delivery path (documented in the README) --------
-DEFAULT_SCHEDULE_DELAY_MS = 1000
-DEFAULT_MAX_QUEUE_SIZE = 20_000
-DEFAULT_MAX_EXPORT_BATCH_SIZE = 1000
-DEFAULT_EXPORT_TIMEOUT_MS = 10_000
-#: Hard limits of one logs/write POST.
-MAX_RECORDS_PER_POST = 1000
-MAX_BYTES_PER_POST = 1024 * 1024

@@ -14,6 +14,16 @@ from urllib.parse import urlsplit
 
 from splight_runner import environment as env_names
 
+# --- Defaults (the names and their meaning: splight_runner.environment) ----------
+DEFAULT_API_HOST = "https://api.splight-ai.com"
+DEFAULT_API_VERSION = "v3"
+DEFAULT_SECRETS_DIR = "/etc/config"
+#: The Splight delivery path's defaults for OpenTelemetry's batch variables (documented in the README).
+DEFAULT_SCHEDULE_DELAY_MS = 1000
+DEFAULT_MAX_QUEUE_SIZE = 20_000
+DEFAULT_MAX_EXPORT_BATCH_SIZE = 1000
+DEFAULT_EXPORT_TIMEOUT_MS = 10_000
+
 
 class ConfigError(Exception):
     """A missing or malformed setting; ``str(error)`` names it in one line."""
@@ -30,7 +40,7 @@ def read(name: str, env: Mapping[str, str] | None = None) -> str | None:
     (``/etc/config/<NAME>``); its trailing newline is not part of the value.
     """
     env = os.environ if env is None else env
-    secrets_dir = env.get(env_names.SPLIGHT_RUNNER_SECRETS_DIR) or env_names.DEFAULT_SECRETS_DIR
+    secrets_dir = env.get(env_names.SPLIGHT_RUNNER_SECRETS_DIR) or DEFAULT_SECRETS_DIR
     path = os.path.join(secrets_dir, name)
     try:
         if os.path.isfile(path):
@@ -80,7 +90,7 @@ class EngineSettings(NamedTuple):
 
 
 def api_host(env: Mapping[str, str] | None = None) -> str:
-    host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or env_names.DEFAULT_API_HOST
+    host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or DEFAULT_API_HOST
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL")
@@ -96,7 +106,7 @@ def api_host(env: Mapping[str, str] | None = None) -> str:
 def engine_settings(env: Mapping[str, str] | None = None) -> EngineSettings:
     """Engine URL and credentials; raises :class:`ConfigError` naming what is wrong."""
     host = api_host(env)
-    version = (_non_empty(env_names.API_VERSION, env) or env_names.DEFAULT_API_VERSION).strip("/")
+    version = (_non_empty(env_names.API_VERSION, env) or DEFAULT_API_VERSION).strip("/")
     if not version or "/" in version or " " in version:
         raise ConfigError(f"{env_names.API_VERSION}: {version!r} is not a path segment like 'v3'")
     access_id = _non_empty(env_names.SPLIGHT_ACCESS_ID, env)
@@ -164,3 +174,36 @@ def positive_int(name: str, default: int, env: Mapping[str, str] | None = None, 
     if value < minimum:
         raise ConfigError(f"{name}: {value} is below the minimum {minimum}")
     return value
+
+
+def flag(name: str, env: Mapping[str, str] | None = None) -> bool:
+    """An on/off switch: on only when the variable is ``true`` (any case, surrounding spaces ignored)."""
+    env = os.environ if env is None else env
+    return env.get(name, "").strip().lower() == "true"
+
+
+class DeliverySettings(NamedTuple):
+    """The ``OTEL_BLRP_*`` batch settings of the Splight delivery path, read once (milliseconds as given)."""
+
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    schedule_delay_ms: int = DEFAULT_SCHEDULE_DELAY_MS
+    max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE
+    export_timeout_ms: int = DEFAULT_EXPORT_TIMEOUT_MS
+
+    @property
+    def export_timeout(self) -> float:
+        """:attr:`export_timeout_ms` in seconds."""
+        return self.export_timeout_ms / 1000
+
+
+def delivery_settings(env: Mapping[str, str] | None = None) -> DeliverySettings:
+    """Every ``OTEL_BLRP_*`` variable the runner reads; raises :class:`ConfigError` naming the first bad one."""
+    export_timeout = positive_int(env_names.OTEL_BLRP_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MS, env)
+    return DeliverySettings(
+        max_queue_size=positive_int(env_names.OTEL_BLRP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, env),
+        schedule_delay_ms=positive_int(env_names.OTEL_BLRP_SCHEDULE_DELAY, DEFAULT_SCHEDULE_DELAY_MS, env),
+        max_export_batch_size=positive_int(
+            env_names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_EXPORT_BATCH_SIZE, env
+        ),
+        export_timeout_ms=export_timeout,
+    )

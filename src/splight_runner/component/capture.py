@@ -34,6 +34,7 @@ from typing import Any
 from splight_runner import environment as env_names
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import DropCounter
+from splight_runner.settings import flag
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -154,7 +155,7 @@ class CaptureBridge:
 
     def __init__(
         self,
-        provider_source: Callable[[], Any],
+        provider: Any,
         *,
         max_queue_size: int,
         wake_at: int,
@@ -162,10 +163,9 @@ class CaptureBridge:
         drops: DropCounter,
         report_drops: bool,
     ) -> None:
-        #: Returns the SDK LoggerProvider, building it on first call (None if it cannot be built).
-        self._provider_source = provider_source
-        self._provider: Any = None
-        self._otel: _Otel | None = None
+        #: The SDK LoggerProvider, built before the component runs.
+        self._provider = provider
+        self._otel = _Otel()
         self._limit = max_queue_size
         self._wake_at = max(1, min(wake_at, max_queue_size))
         self._delay = schedule_delay
@@ -178,7 +178,7 @@ class CaptureBridge:
         self._report_drops = report_drops
         self._pid = os.getpid()
         self._own_threads: set[int] = set()
-        self._code_attributes = os.environ.get(env_names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES, "").strip().lower() == "true"
+        self._code_attributes = flag(env_names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES)
         self._thread: threading.Thread | None = None
         self._stopped = False
         #: The last health status queued, so an unsupervised exit knows whether one is still owed.
@@ -294,28 +294,8 @@ class CaptureBridge:
             self._drain()
         self._drain()
 
-    def prepare(self) -> bool:
-        """Get the SDK now (first call builds it); False when it cannot be had.
-
-        Called at start-up (the set-up builds the SDK before the component runs) and
-        by the capture thread before its first drain. ``_provider`` is False after
-        a failure, so the capture thread discards instead of retrying every time.
-        """
-        if self._provider is None:
-            provider = self._provider_source()
-            if provider is not None:
-                self._otel = _Otel()
-            self._provider = provider if provider is not None else False
-        return self._provider is not False
-
     def _drain(self) -> None:
         items = self._items
-        if items and not self.prepare():
-            while items:
-                item = items.popleft()
-                if isinstance(item, _Flush):
-                    item.done.set()
-            return
         while items:
             try:
                 item = items.popleft()

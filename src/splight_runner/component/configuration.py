@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def _resource_attributes(process_id: str | None, process_type: str) -> dict[str,
     attributes: dict[str, Any] = {records.RESOURCE_PROCESS_TYPE: process_type}
     if process_id:
         attributes[records.RESOURCE_COMPONENT_ID] = process_id
-    explicit = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    explicit = os.environ.get(names.OTEL_RESOURCE_ATTRIBUTES, "")
     if not os.environ.get(names.OTEL_SERVICE_NAME) and "service.name=" not in explicit.replace(" ", ""):
         attributes["service.name"] = f"splight-{process_type}"
     return attributes
@@ -75,24 +74,22 @@ def _splight_exporter_problem(process_id: str | None) -> str | None:
 class SdkSetup:
     """The SDK providers, built once through the SDK's own configuration path."""
 
-    def __init__(self, drops: DropCounter, configurator_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, drops: DropCounter, configurator_kwargs: dict[str, Any], delivery: config.DeliverySettings
+    ) -> None:
         self._drops = drops
         self._kwargs = configurator_kwargs
-        self._lock = threading.Lock()
-        self._failed = False
+        self._delivery = delivery
         self.logger_provider: Any = None
         self.processors: list[Any] = []
 
-    def ensure(self) -> Any:
-        """The LoggerProvider, built on first call; None when it cannot be built."""
-        with self._lock:
-            if self.logger_provider is None and not self._failed:
-                try:
-                    self._build()
-                except Exception as error:
-                    self._failed = True
-                    say(f"could not set up OpenTelemetry, records are not shipped ({type(error).__name__}: {error})")
-            return self.logger_provider
+    def build(self) -> Any:
+        """Build the providers (once, before the component runs); the LoggerProvider, None when it cannot be built."""
+        try:
+            self._build()
+        except Exception as error:
+            say(f"could not set up OpenTelemetry, records are not shipped ({type(error).__name__}: {error})")
+        return self.logger_provider
 
     def _build(self) -> None:
         from opentelemetry._logs import get_logger_provider
@@ -102,7 +99,7 @@ class SdkSetup:
 
         def processor_for(exporter: Any) -> Any:
             if isinstance(exporter, SplightLogExporter):
-                processor = SplightLogRecordProcessor(exporter, drops=self._drops)
+                processor = SplightLogRecordProcessor(exporter, drops=self._drops, settings=self._delivery)
                 self.processors.append(processor)
                 return processor
             from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -114,7 +111,8 @@ class SdkSetup:
             from opentelemetry.instrumentation.version import __version__ as version
         resource_attributes = _resource_attributes(config.process_id(), config.process_type())
         if self.short_path_possible():
-            _build_defaults(resource_attributes, version, processor_for(SplightLogExporter()))
+            exporter = SplightLogExporter(timeout=self._delivery.export_timeout)
+            _build_defaults(resource_attributes, version, processor_for(exporter))
         else:
             from opentelemetry.sdk._configuration import _initialize_components
 
@@ -176,29 +174,27 @@ def configure_sdk(**kwargs: Any) -> None:
             say(f"not sending to the Splight Engine: {problem}")
             log_exporters = [name for name in log_exporters if name != "splight"]
             os.environ[names.OTEL_LOGS_EXPORTER] = ",".join(log_exporters) or "none"
-    queue_size = config.positive_int(names.OTEL_BLRP_MAX_QUEUE_SIZE, names.DEFAULT_MAX_QUEUE_SIZE)
-    batch_size = config.positive_int(names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, names.DEFAULT_MAX_EXPORT_BATCH_SIZE)
-    timeout = config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS) / 1000
+    delivery = config.delivery_settings()
 
     ships_to_engine = "splight" in log_exporters
     drops = DropCounter()
-    sdk = SdkSetup(drops, kwargs)
-    if sdk.ensure() is None or not log_exporters:
+    sdk = SdkSetup(drops, kwargs, delivery)
+    provider = sdk.build()
+    if provider is None or not log_exporters:
         return
 
     bridge = capture.CaptureBridge(
-        sdk.ensure,
-        max_queue_size=queue_size,
-        wake_at=batch_size,
+        provider,
+        max_queue_size=delivery.max_queue_size,
+        wake_at=delivery.max_export_batch_size,
         schedule_delay=_CAPTURE_DRAIN_INTERVAL,
         drops=drops,
         report_drops=not ships_to_engine,
     )
-    bridge.prepare()
     capture.install(bridge)
     health.install(bridge.submit_status)
     watch = lifecycle.ExitWatch() if lifecycle.owes_final_status(ships_to_engine) else None
-    lifecycle.install(lifecycle.Pipeline(bridge, sdk, timeout, watch))
+    lifecycle.install(lifecycle.Pipeline(bridge, sdk, delivery.export_timeout, watch))
 
 
 #: Entry point group through which upstream's set-up starts an OpAMP client.

@@ -11,12 +11,12 @@ adds the Splight resource attributes, pairs the ``splight`` exporter with
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro
 
 from splight_runner import environment as names
+from splight_runner import settings as config
 
 
 class SplightDistro(BaseDistro):
@@ -32,7 +32,7 @@ class SplightDistro(BaseDistro):
             # Our hook already captures every record: the instrumentor's LoggingHandler would send each
             # twice, and its record factory costs every logging call. It stays only for what it alone
             # does: trace ids in the component's own log format (OTEL_PYTHON_LOG_CORRELATION=true).
-            if os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() != "true":
+            if not config.flag(names.OTEL_PYTHON_LOG_CORRELATION):
                 return
             kwargs["enable_log_auto_instrumentation"] = False
         super().load_instrumentor(entry_point, **kwargs)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
-from splight_runner.engine.records import TERMINAL_STATUSES
+from splight_runner.engine.records import TERMINAL_STATUSES, final_status
 
 if TYPE_CHECKING:
     from splight_runner.component.capture import CaptureBridge
@@ -32,17 +32,13 @@ if TYPE_CHECKING:
 
 
 class Sdk(Protocol):
-    """What the pipeline needs of the SDK set-up, which may happen late or never."""
+    """What the pipeline needs of the SDK set-up."""
 
     @property
     def logger_provider(self) -> Any: ...
 
     @property
     def processors(self) -> list[SplightLogRecordProcessor]: ...
-
-
-#: Set to the pid of the process that owes the final status when no supervisor does.
-_FINAL_STATUS_OWNER = "SPLIGHT_RUNNER_FINAL_STATUS_OWNER"
 
 
 class ExitWatch:
@@ -53,9 +49,7 @@ class ExitWatch:
         self.stopped = False
 
     def status(self) -> str:
-        if self.stopped:
-            return "Stopped"
-        return "Succeeded" if self.code == 0 else "Failed"
+        return final_status(self.code, self.stopped)
 
     def note_exit(self, code: Any) -> None:
         if code is None:
@@ -127,9 +121,9 @@ def owes_final_status(shipping_to_engine: bool) -> bool:
     """True for the top process of an unsupervised component (its children inherit the mark)."""
     if not shipping_to_engine or os.environ.get(names.SPLIGHT_RUNNER_STATE_FILE):
         return False
-    owner = os.environ.get(_FINAL_STATUS_OWNER)
+    owner = os.environ.get(names.SPLIGHT_RUNNER_FINAL_STATUS_OWNER)
     if owner is None:
-        os.environ[_FINAL_STATUS_OWNER] = str(os.getpid())
+        os.environ[names.SPLIGHT_RUNNER_FINAL_STATUS_OWNER] = str(os.getpid())
         return True
     return owner == str(os.getpid())
 

@@ -9,8 +9,6 @@ set-up.
 
 from __future__ import annotations
 
-import os
-
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner.component.configuration import apply_distro_defaults, configure_sdk, declared_entry_points
@@ -19,7 +17,7 @@ from splight_runner.diagnostics import say
 
 def _instrumentors_to_load() -> bool:
     declared = declared_entry_points().get("opentelemetry_instrumentor", set())
-    correlation = os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() == "true"
+    correlation = config.flag(names.OTEL_PYTHON_LOG_CORRELATION)
     return bool(declared - {"logging"}) or ("logging" in declared and correlation)
 
 

@@ -32,10 +32,11 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from splight_runner import __version__
-from splight_runner.environment import MAX_BYTES_PER_POST, MAX_RECORDS_PER_POST
 from splight_runner.settings import EngineSettings
 
 __all__ = [
+    "MAX_BYTES_PER_POST",
+    "MAX_RECORDS_PER_POST",
     "MAX_RETRY_AFTER",
     "RETRYABLE_STATUSES",
     "EngineClient",
@@ -46,7 +47,11 @@ __all__ = [
     "retry_delay",
 ]
 
-#: Answers after which the same request may succeed later (SPEC, "Engine API").
+#: Hard limits of one logs/write POST: records in it, and bytes of its body.
+MAX_RECORDS_PER_POST = 1000
+MAX_BYTES_PER_POST = 1024 * 1024
+#: Answers after which the same request may succeed later: timeouts, throttling, server errors
+#: (any other 4xx is final and never retried).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Longest wait :func:`retry_delay` accepts from a ``Retry-After`` header, so a
 #: misconfigured proxy cannot stall delivery for hours.

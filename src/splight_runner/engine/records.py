@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-# --- OpenTelemetry names (SPEC.md, "OpenTelemetry names") --------------------
+# --- OpenTelemetry names the runner writes and reads (one spelling for every side) ---
 STATUS_EVENT_NAME = "splight.component.status"
 ATTR_STATUS = "splight.component.status"
 RESOURCE_COMPONENT_ID = "splight.component.id"
@@ -46,6 +46,19 @@ ATTRIBUTES_READ = frozenset(
 ENGINE_STATUSES = frozenset({"Running", "Stopped", "Failed", "Succeeded", "Finished", "Initialized"})
 #: Statuses after which the supervisor owes no final status.
 TERMINAL_STATUSES = frozenset({"Stopped", "Failed", "Succeeded", "Finished"})
+
+
+def final_status(exit_code: int, stopped: bool) -> str:
+    """The final status of a process that ended without reporting a terminal one itself.
+
+    ``Stopped`` when it was asked to stop (SIGTERM/SIGINT), whatever its exit code;
+    else ``Succeeded`` for exit code 0 and ``Failed`` for anything else (a
+    non-zero code, death by another signal, an uncaught exception).
+    """
+    if stopped:
+        return "Stopped"
+    return "Succeeded" if exit_code == 0 else "Failed"
+
 
 _LEVEL_BY_SEVERITY_BAND = ("DEBUG", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_BY_TEXT = {
@@ -145,7 +158,11 @@ def engine_record(
     trace_id: int = 0,
     span_id: int = 0,
 ) -> dict[str, Any]:
-    """The Engine record of SPEC.md. Keys and order are part of the contract."""
+    """The Engine's logs/write record: ``sender_type, id, name, message, loglevel, filename, traceback,
+    tags, timestamp`` (RFC 3339 UTC), then ``trace_id``/``span_id`` when the record has them.
+
+    Keys and order are part of the contract with the Engine (what the dev-engine validates).
+    """
     attributes = attributes or {}
     name = scope_name or attributes.get(ATTR_LOGGER_NAME) or ""
     filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)

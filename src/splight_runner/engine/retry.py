@@ -1,7 +1,7 @@
 """The one retry loop every Engine call goes through (exporter, supervisor).
 
-SPEC.md's policy: retry connection errors, timeouts, 408, 429, 500, 502, 503,
-504 (the client classifies them as ``retryable``) with backoff that honours
+The policy: retry connection errors, timeouts, 408, 429, 500, 502, 503, 504
+(the client classifies them as ``retryable``) with backoff that honours
 ``Retry-After``; never retry other 4xx. How long to keep trying is the caller's
 business — "until the deadline" at exit, "while the queue has room" otherwise
 — so the deadline is a callable read at every attempt.

@@ -1,7 +1,8 @@
 """``splight-runner gateway``: an OTLP/HTTP logs receiver that makes the Splight Engine calls.
 
 Why it exists: a component can export plain OTLP to an OpenTelemetry Collector
-deployed beside it (SPEC.md, way in 3); the collector queues, retries and
+deployed beside it (the third way in, besides ``run-component`` and
+``opentelemetry-instrument`` with the ``splight`` exporter); the collector queues, retries and
 persists, and forwards to this gateway, which turns OTLP logs into the
 Engine's two calls exactly as the in-process ``splight`` exporter does (same
 :mod:`splight_runner.engine.records`, same :func:`~splight_runner.engine.client.pack_records`
@@ -35,8 +36,8 @@ deliver each record exactly once:
   (``dedup_entries``, default 50,000 POSTs: at up to 1000 records each, far
   more than any collector's retry window holds).
 * A status is sent only when it differs from the last status the Engine
-  accepted for that component id (SPEC.md: "sent only when the status
-  changes"); an already accepted status event (same id, status and
+  accepted for that component id (a status is sent only when it changes,
+  as the in-process exporter does too); an already accepted status event (same id, status and
   timestamps) is also remembered in the LRU, so a late retry cannot move a
   component back to an older status.
 

@@ -62,11 +62,7 @@ class SplightLogExporter(LogRecordExporter):
         state_file: str | None = None,
     ) -> None:
         engine = engine or config.engine_settings()
-        self._timeout = (
-            timeout
-            if timeout is not None
-            else config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS) / 1000
-        )
+        self._timeout = timeout if timeout is not None else config.delivery_settings().export_timeout
         self._client = EngineClient(engine, timeout=min(self._timeout, 10.0))
         self._process_id = process_id or config.process_id()
         self._sender_type = sender_type or config.process_type()
@@ -122,10 +118,8 @@ class SplightLogExporter(LogRecordExporter):
         if count > 0:
             self.stats.abandoned += count
 
-    def _send_logs(self, records: list[dict[str, Any]], deadline: Deadline) -> bool:
-        for body, count in pack_records(
-            records, max_records=names.MAX_RECORDS_PER_POST, max_bytes=names.MAX_BYTES_PER_POST
-        ):
+    def _send_logs(self, logs: list[dict[str, Any]], deadline: Deadline) -> bool:
+        for body, count in pack_records(logs):
             outcome = self._retrier.call(
                 lambda body=body: self._client.write_logs(body), deadline=deadline, what=f"{count} log records"
             )

@@ -20,7 +20,6 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
@@ -47,29 +46,21 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         max_export_batch_size: int | None = None,
         export_timeout_millis: int | None = None,
         drops: DropCounter | None = None,
+        settings: config.DeliverySettings | None = None,
     ) -> None:
+        """Each value not given comes from ``settings``, else from the environment (read once)."""
         self._exporter = exporter
-        self.max_queue_size = max_queue_size or config.positive_int(
-            names.OTEL_BLRP_MAX_QUEUE_SIZE, names.DEFAULT_MAX_QUEUE_SIZE
-        )
-        self._delay = (
-            schedule_delay_millis
-            or config.positive_int(names.OTEL_BLRP_SCHEDULE_DELAY, names.DEFAULT_SCHEDULE_DELAY_MS)
-        ) / 1000
-        self._batch_size = min(
-            max_export_batch_size
-            or config.positive_int(names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, names.DEFAULT_MAX_EXPORT_BATCH_SIZE),
-            self.max_queue_size,
-        )
-        self.export_timeout = (
-            export_timeout_millis
-            or config.positive_int(names.OTEL_BLRP_EXPORT_TIMEOUT, names.DEFAULT_EXPORT_TIMEOUT_MS)
-        ) / 1000
+        given = (max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis)
+        delivery = settings if settings is not None or all(given) else config.delivery_settings()
+        self.max_queue_size = max_queue_size or delivery.max_queue_size
+        self._delay = (schedule_delay_millis or delivery.schedule_delay_ms) / 1000
+        self._batch_size = min(max_export_batch_size or delivery.max_export_batch_size, self.max_queue_size)
+        self.export_timeout = (export_timeout_millis or delivery.export_timeout_ms) / 1000
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._give_up_at: float | None = None
         self._shutdown = False
-        #: Shared with the capture intake (see bootstrap) so one report covers both queues.
+        #: Shared with the capture intake (see component.configuration) so one report covers both queues.
         self.drops = drops if drops is not None else DropCounter()
         self._template: ReadableLogRecord | None = None
         self._in_flight = 0

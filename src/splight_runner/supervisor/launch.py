@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
-from splight_runner.settings import EngineSettings
+from splight_runner.settings import DEFAULT_EXPORT_TIMEOUT_MS, EngineSettings
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -49,14 +49,14 @@ class Launch(NamedTuple):
     env_overrides: Mapping[str, str] = MappingProxyType({})
     process_id: str | None = None
     engine: EngineSettings | None = None  # None: nothing is sent to the Engine
-    final_status_timeout: float = names.DEFAULT_EXPORT_TIMEOUT_MS / 1000
+    final_status_timeout: float = DEFAULT_EXPORT_TIMEOUT_MS / 1000
 
 
 def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], state_file: str) -> dict[str, str]:
     env = dict(base)
     env.update(overrides)
-    python_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
-    env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
+    python_path = [p for p in env.get(names.PYTHONPATH, "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
+    env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
     env[names.SPLIGHT_RUNNER_STATE_FILE] = state_file
     env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
@@ -66,12 +66,6 @@ def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], sta
 def exit_code(returncode: int) -> int:
     """Shell convention: killed by signal N → 128+N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def final_status(returncode: int, stop_requested: bool) -> str:
-    if stop_requested:
-        return "Stopped"
-    return "Succeeded" if returncode == 0 else "Failed"
 
 
 def _remove_state_dir(state_dir: str) -> None:
@@ -184,7 +178,7 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             stop_requested = stops > 0
             returncode = child.returncode
         if launch.engine is not None and launch.process_id:
-            from splight_runner.engine.records import TERMINAL_STATUSES
+            from splight_runner.engine.records import TERMINAL_STATUSES, final_status
 
             last = _read_state(state_file)
             if last not in TERMINAL_STATUSES:

@@ -31,6 +31,7 @@ def _run_shadowed_sitecustomize() -> None:
 def _main() -> None:
     with contextlib.suppress(Exception):
         _run_shadowed_sitecustomize()
+    # environment.SPLIGHT_RUNNER_ACTIVE, spelled out: nothing of the runner is imported unless it is set.
     if os.environ.get("SPLIGHT_RUNNER_ACTIVE") == "1":
         try:
             from splight_runner.component.startup import start
