@@ -126,3 +126,13 @@ def test_check_reports_an_unreachable_engine(dev_engine):
     done = _cli("check", env=env)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
+
+
+def test_python_dash_m_splight_runner_is_the_cli():
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "splight_runner", "version"], env={}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert done.stdout == _cli("version", env={}).stdout

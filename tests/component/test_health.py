@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
-COMPONENTS = Path(__file__).resolve().parent / "components"
+COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 
 #: ``python -c`` harness: install the hook, then run main.py as ``python main.py`` would.
 HARNESS = textwrap.dedent(
