@@ -10,12 +10,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from splight_runner import __version__
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner.settings import UsageError
+
+if TYPE_CHECKING:
+    from splight_runner.supervisor.launch import PipelineSpec
 
 PROG = "splight-runner"
 USAGE_ERROR = 2
@@ -60,29 +63,55 @@ def _split_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def _engine_for(env: dict[str, str]) -> config.EngineSettings | None:
-    """Engine settings when the ``splight`` exporter is selected, else None (nothing to send)."""
-    if "splight" not in config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight", env):
+#: Log exporter names every installation has; any other is looked up among installed entry points.
+_BUILT_IN_EXPORTERS = frozenset({"splight", "otlp", "console"})
+
+
+def _pipeline_for(env: dict[str, str]) -> PipelineSpec | None:
+    """The supervisor's pipeline, every setting checked now: a mistake is one line before the start."""
+    from splight_runner.supervisor.launch import PipelineSpec
+
+    exporters = tuple(dict.fromkeys(config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight", env)))
+    unknown = [name for name in exporters if name not in _BUILT_IN_EXPORTERS and not _exporter_installed(name)]
+    if unknown:
+        raise config.ConfigError(
+            f"{names.OTEL_LOGS_EXPORTER}: no log exporter named {', '.join(map(repr, unknown))} "
+            "(splight, otlp, console, none, or an installed opentelemetry_logs_exporter)"
+        )
+    delivery = config.delivery_settings(env)
+    engine = config.engine_settings(env) if "splight" in exporters else None
+    process_id = config.require_process_id(env) if engine is not None else config.process_id(env)
+    if not exporters:
         return None
-    return config.engine_settings(env)
+    return PipelineSpec(
+        exporter_names=exporters,
+        engine=engine,
+        process_id=process_id,
+        process_type=config.process_type(env),
+        delivery=delivery,
+        code_attributes=config.flag(names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES, env),
+    )
+
+
+def _exporter_installed(name: str) -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.name == name for ep in entry_points(group="opentelemetry_logs_exporter"))
 
 
 def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
     from splight_runner.supervisor.launch import Launch, supervise
 
     env = {**os.environ, **overrides}
-    engine = _engine_for(env)
-    process_id = config.require_process_id(env) if engine is not None else config.process_id(env)
-    # Every OTEL_BLRP_* value is checked here, so a mistake is one line before the component starts.
-    timeout = config.delivery_settings(env).export_timeout
+    pipeline = _pipeline_for(env)
     return supervise(
         Launch(
             argv=argv,
             cwd=cwd,
             env_overrides=overrides,
-            process_id=process_id,
-            engine=engine,
-            final_status_timeout=timeout,
+            pipeline=pipeline,
+            export_timeout=config.delivery_settings(env).export_timeout,
+            stop_grace=config.stop_grace(env),
         )
     )
 

@@ -99,22 +99,41 @@ Set to ``1`` by the supervisor: the bootstrap ``sitecustomize`` must set the dis
 Default: unset (the bootstrap only runs a shadowed ``sitecustomize``).
 """
 
-SPLIGHT_RUNNER_STATE_FILE = "SPLIGHT_RUNNER_STATE_FILE"
+SPLIGHT_RUNNER_CHANNEL = "SPLIGHT_RUNNER_CHANNEL"
 """
-.. envvar:: SPLIGHT_RUNNER_STATE_FILE
+.. envvar:: SPLIGHT_RUNNER_CHANNEL
 
-Set by the supervisor: the file where the component records the last status the
-Engine accepted, so the supervisor knows whether a final status is still owed.
-Its presence also means "supervised". Default: unset.
+Set by the supervisor: the Unix socket its export pipeline listens on. Every
+process of the component that loads the bootstrap connects to it and hands over
+what it captures; its presence means "supervised: capture only". Default: unset.
 """
 
-SPLIGHT_RUNNER_FINAL_STATUS_OWNER = "SPLIGHT_RUNNER_FINAL_STATUS_OWNER"
+SPLIGHT_RUNNER_TOP_PROCESS = "SPLIGHT_RUNNER_TOP_PROCESS"
 """
-.. envvar:: SPLIGHT_RUNNER_FINAL_STATUS_OWNER
+.. envvar:: SPLIGHT_RUNNER_TOP_PROCESS
 
-Set by an unsupervised component (``opentelemetry-instrument``) to its own pid: that
-process, and not its children that inherit the variable, reports the final status.
+Set by the component's top process to its own pid when the bootstrap runs;
+children inherit it and so know they are not the top process (they write each
+record through at once, install no signal handler, and owe no final status).
 Default: unset.
+"""
+
+SPLIGHT_RUNNER_STOP_GRACE = "SPLIGHT_RUNNER_STOP_GRACE"
+"""
+.. envvar:: SPLIGHT_RUNNER_STOP_GRACE
+
+Seconds from a stop signal (SIGTERM/SIGINT) to the runner to the runner's own
+exit, the component's shutdown, the last records and the final status included:
+less than ``docker stop``'s 10 s before its SIGKILL. Default: ``8``.
+"""
+
+OTEL_PYTHON_TRACER_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
+"""
+.. envvar:: OTEL_PYTHON_TRACER_PROVIDER
+
+The OTel API's lazily loaded tracer provider. Under the runner, when no spans
+are exported, the component gets ``sdk_tracer_provider`` (set only when unset),
+so spans have real ids at no start-up cost.
 """
 
 PYTHONPATH = "PYTHONPATH"

@@ -23,6 +23,8 @@ DEFAULT_SCHEDULE_DELAY_MS = 1000
 DEFAULT_MAX_QUEUE_SIZE = 20_000
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 1000
 DEFAULT_EXPORT_TIMEOUT_MS = 10_000
+#: Seconds from a stop signal to the runner's exit (``docker stop`` sends SIGKILL after 10 s).
+DEFAULT_STOP_GRACE = 8.0
 
 
 class ConfigError(Exception):
@@ -207,3 +209,18 @@ def delivery_settings(env: Mapping[str, str] | None = None) -> DeliverySettings:
         ),
         export_timeout_ms=export_timeout,
     )
+
+
+def stop_grace(env: Mapping[str, str] | None = None) -> float:
+    """``SPLIGHT_RUNNER_STOP_GRACE`` in seconds (a positive number)."""
+    env = os.environ if env is None else env
+    raw = (env.get(env_names.SPLIGHT_RUNNER_STOP_GRACE) or "").strip()
+    if not raw:
+        return DEFAULT_STOP_GRACE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{env_names.SPLIGHT_RUNNER_STOP_GRACE}: {raw!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{env_names.SPLIGHT_RUNNER_STOP_GRACE}: {raw!r} must be a positive number of seconds")
+    return value

@@ -4,15 +4,60 @@ from __future__ import annotations
 
 import pytest
 
-from splight_runner.engine.records import STATUS_EVENT_NAME, final_status, loglevel, rfc3339, status_of
+from splight_runner.engine.records import (
+    STATUS_EVENT_NAME,
+    exit_status,
+    final_status,
+    loglevel,
+    platform_status,
+    rfc3339,
+    sends_status,
+    status_of,
+)
 
 
 @pytest.mark.parametrize(
     ("exit_code", "stopped", "status"),
     [(0, False, "Succeeded"), (3, False, "Failed"), (-9, False, "Failed"), (0, True, "Stopped"), (1, True, "Stopped")],
 )
-def test_final_status(exit_code: int, stopped: bool, status: str) -> None:
-    assert final_status(exit_code, stopped) == status
+def test_exit_status(exit_code: int, stopped: bool, status: str) -> None:
+    assert exit_status(exit_code, stopped) == status
+
+
+@pytest.mark.parametrize(
+    ("last", "ending", "sent"),
+    [
+        (None, "Succeeded", "Succeeded"),
+        ("Running", "Succeeded", "Succeeded"),
+        ("Succeeded", "Succeeded", None),
+        ("Stopped", "Succeeded", None),
+        ("Running", "Stopped", "Stopped"),
+        ("Failed", "Stopped", None),
+        # A component that reported Stopped and then exited 1 ends Failed, as the platform maps exit codes.
+        ("Stopped", "Failed", "Failed"),
+        ("Succeeded", "Failed", "Failed"),
+        ("Failed", "Failed", None),
+        ("Running", None, None),
+    ],
+)
+def test_final_status_follows_the_exit_unless_the_last_reported_status_already_says_it(last, ending, sent) -> None:
+    assert final_status(last, ending) == sent
+
+
+def test_engine_states_in_the_platforms_vocabulary() -> None:
+    assert [platform_status(s) for s in ("Running", "Stopped", "Failed", "Finished", "Initialized", "Unknown")] == [
+        "Running",
+        "Stopped",
+        "Failed",
+        "Succeeded",
+        None,
+        None,
+    ]
+
+
+def test_only_components_send_statuses() -> None:
+    assert sends_status("component") and sends_status(None)
+    assert not sends_status("agent")
 
 
 @pytest.mark.parametrize(

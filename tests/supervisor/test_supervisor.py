@@ -220,15 +220,16 @@ def test_a_second_stop_signal_kills_a_component_that_ignores_the_first(dev_engin
 
 
 def test_the_state_directory_is_removed_even_after_a_kill_mid_write(dev_engine, tmp_path):
-    """The supervisor's private state directory goes away, with whatever a killed component left in it."""
+    """The supervisor's private folder (its channel socket) goes away, with whatever a killed component left in it."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     main = write_component(
         tmp_path / "comp",
         """
         import os, signal
-        # What a component killed between writing and renaming its state file leaves behind.
-        with open(os.environ["SPLIGHT_RUNNER_STATE_FILE"] + ".123.tmp", "w") as f:
+        # What a component killed while writing beside the runner's channel leaves behind.
+        folder = os.path.dirname(os.environ["SPLIGHT_RUNNER_CHANNEL"])
+        with open(os.path.join(folder, "leftover.tmp"), "w") as f:
             f.write("Running")
         os.kill(os.getpid(), signal.SIGKILL)
         """,

@@ -1,4 +1,4 @@
-"""Capture: every ``logging`` record of the process, at the cost of one append.
+"""Capture: every ``logging`` record of the process, reduced to flat data on the caller's thread.
 
 Why a class-level hook on ``logging.Logger.callHandlers`` and not a handler on
 the root logger: splight-lib builds its loggers with ``logging.Logger(name)``
@@ -7,19 +7,20 @@ sees them. ``callHandlers`` runs once per record for every ``Logger`` instance,
 after the logger's own level and filters said yes, and leaves the component's
 handlers, levels and output exactly as they were.
 
-The caller's thread only keeps ``(record, message, context)``; building the
-OTel ``LogRecord`` (attributes, exception text, span ids) happens on the
-``splight-runner-capture`` thread, which emits into the SDK ``LoggerProvider``
-so every configured processor/exporter sees the SDK's own data model.
+Why flat data built right here: the record is let go of before the call
+returns (keeping it for another thread costs the component garbage-collector
+work and GIL hand-offs), and a tuple of plain values is what crosses to the
+supervisor, which hosts the export pipeline under the runner (the layout is
+:mod:`splight_runner.pipeline.flat`). The tuple goes to a *sink*: the channel to
+the supervisor (:mod:`.channel`), or, under ``opentelemetry-instrument``, the
+in-process intake below, whose thread feeds the same pipeline code.
 
 The hot path imports no OpenTelemetry code: it reads the caller's context only
-when ``opentelemetry.context`` is loaded (before that no span can be active),
-and tolerates it half-imported by another thread.
+when ``opentelemetry.context`` is loaded (before that no span can be active).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -29,12 +30,9 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from splight_runner import environment as env_names
-from splight_runner.engine import records
-from splight_runner.pipeline.accounting import DropCounter
-from splight_runner.settings import flag
+from splight_runner.pipeline.flat import LOG, STATUS, plain_value, unprintable
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -44,17 +42,23 @@ _RESERVED = frozenset(
         "processName", "relativeCreated", "stack_info", "thread", "threadName", "taskName",
     )
 )  # fmt: skip
+_PLAIN = frozenset((str, int, float, bool, type(None)))
 _UNCAUGHT_LOGGER = "splight_runner"
-_STATUS_SCOPE = "splight_runner.component.health"
+_NO_SPAN = (0, 0, 0)
+
+
+class Sink(Protocol):
+    """Where flat items go: ``items`` is appended to; ``full()`` runs once ``threshold`` are waiting."""
+
+    items: deque[tuple[Any, ...]]
+    threshold: int
+    pid: int
+
+    def full(self) -> None: ...
 
 
 def _context_getter() -> Callable[[], Any]:
-    """The cheapest way to read the caller's OTel context, chosen once when the hook is made.
-
-    ``opentelemetry.context.get_current`` is two Python calls down to a
-    ``ContextVar.get``; on the hot path the ``ContextVar`` is read directly when
-    the runtime context is the standard contextvars one, else the public function.
-    """
+    """The cheapest way to read the caller's OTel context, chosen once when the hook is made."""
     module = sys.modules.get("opentelemetry.context")
     if module is None or getattr(module, "get_current", None) is None:
         return _current_context
@@ -66,7 +70,6 @@ def _context_getter() -> Callable[[], Any]:
 
 
 def _current_context() -> Any:
-    """The OTel context of the caller, if OpenTelemetry is loaded at all (else no span can be active)."""
     module = sys.modules.get("opentelemetry.context")
     try:
         return module.get_current() if module is not None else None
@@ -74,55 +77,19 @@ def _current_context() -> Any:
         return None
 
 
-class _Otel:
-    """OpenTelemetry names the capture thread needs, imported on first use."""
-
-    def __init__(self) -> None:
-        from opentelemetry._logs import LogRecord, SeverityNumber
-        from opentelemetry.instrumentation.log_utils import std_to_otel
-
-        self.LogRecord = LogRecord
-        self.SeverityNumber = SeverityNumber
-        self.std_to_otel = std_to_otel
-
-
-class _Flush:
-    """A marker in the intake: everything before it has been emitted once it is reached."""
-
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-class _Status:
-    __slots__ = ("status", "timestamp_ns")
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-        self.timestamp_ns = time.time_ns()
-
-
-_OTEL_LEVEL_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
-
-
-def _attribute_value(value: Any) -> Any:
-    """Keep what OTel attributes can hold; anything else becomes its ``str``."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_attribute_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _attribute_value(v) for k, v in value.items()}
-    return str(value)
-
-
-def _exception_text(record: logging.LogRecord) -> str:
-    if record.exc_text:
-        return record.exc_text
-    if record.exc_info and record.exc_info[0] is not None:
-        return "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-    return ""
+def span_ids(context: Any) -> tuple[int, int, int]:
+    """``(trace_id, span_id, trace_flags)`` of the span active in ``context``, zeros when none."""
+    if not context:
+        return _NO_SPAN
+    module = sys.modules.get("opentelemetry.trace.propagation")
+    key = getattr(module, "_SPAN_KEY", None)
+    span = context.get(key) if key is not None else None
+    if span is None:
+        return _NO_SPAN
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return _NO_SPAN
+    return span_context.trace_id, span_context.span_id, int(span_context.trace_flags)
 
 
 _LOGGING_FILES = (logging.__file__, __file__)
@@ -136,7 +103,7 @@ def _caller_outside_logging() -> tuple[str, int, str] | None:
     Python 3.11+ every one of its records says ``logging.py``: the frame that
     called splight-lib is the one the Engine's ``filename`` should name.
     """
-    frame = sys._getframe(2)
+    frame: Any = sys._getframe(3)
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename not in _LOGGING_FILES and _SPLIGHT_LOGGING not in filename:
@@ -145,291 +112,156 @@ def _caller_outside_logging() -> tuple[str, int, str] | None:
     return None
 
 
-class CaptureBridge:
-    """Bounded intake filled by the hot path, drained by one daemon thread.
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception as error:
+        try:
+            return f"{record.msg} <arguments not formatted: {type(error).__name__}>"
+        except Exception:
+            return unprintable(record.msg)
 
-    The bound is the delivery queue size: past it, records are dropped and
-    counted rather than growing the component's memory; the next drained batch
-    carries one WARNING record that says how many and when.
-    """
 
-    def __init__(
-        self,
-        provider: Any,
-        *,
-        max_queue_size: int,
-        wake_at: int,
-        schedule_delay: float,
-        drops: DropCounter,
-        report_drops: bool,
-    ) -> None:
-        #: The SDK LoggerProvider, built before the component runs.
-        self._provider = provider
-        self._otel = _Otel()
-        self._limit = max_queue_size
-        self._wake_at = max(1, min(wake_at, max_queue_size))
-        self._delay = schedule_delay
-        self._items: deque[Any] = deque()
-        self._wake = threading.Event()
-        self._loggers: dict[str, Any] = {}
-        #: Shared with the Splight processor, which reports drops once the Engine is back;
-        #: without one (console/OTLP only) the capture thread reports them itself.
-        self._drops = drops
-        self._report_drops = report_drops
-        self._pid = os.getpid()
-        self._own_threads: set[int] = set()
-        self._code_attributes = flag(env_names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES)
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        #: The last health status queued, so an unsupervised exit knows whether one is still owed.
-        self.last_status: str | None = None
-        self._start_thread()
-
-    # --- caller side ---------------------------------------------------------
-    def make_hook(self) -> Callable[[logging.Logger, logging.LogRecord], None]:
-        """The replacement for ``Logger.callHandlers``; everything it touches is bound locally."""
-        original = logging.Logger.callHandlers
-        items = self._items
-        append = items.append
-        limit = self._limit
-        wake_at = self._wake_at
-        get_context = _context_getter()
-        count_drop = self._drops.add
-        bridge = self
-
-        def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
-            original(logger, record)
+def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
+    exc_info = record.exc_info
+    if exc_info and exc_info[0] is not None:
+        exc_type, exc, tb = exc_info
+        try:
+            message = str(exc)
+        except Exception:
+            message = unprintable(exc)
+        text = record.exc_text
+        if not text:
             try:
-                # A record made in another process was captured there (QueueHandler, SocketHandler).
-                if record.process != bridge._pid and record.process is not None:
-                    return
-                depth = len(items)
-                if depth >= limit:
-                    count_drop()
-                    return
-                message = record.__dict__.get("message")
-                if message is None:
-                    try:
-                        message = record.getMessage()
-                    except Exception:
-                        message = str(record.msg)
-                callsite = None
-                if record.filename == "logging.py" and "splight_lib" in record.pathname:
-                    callsite = _caller_outside_logging()
-                append((record, message, get_context(), callsite))
-                # Looked up on the bridge: a forked child has a new event.
-                if depth == wake_at:
-                    bridge._wake.set()
+                text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
             except Exception:
-                pass  # capture must never be why a logging call fails
+                text = f"{exc_type.__name__}: {message}"
+        return exc_type.__name__, message, text
+    if record.exc_text:
+        return "", "", str(record.exc_text)
+    return None
 
-        callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
-        return callHandlers
 
-    def submit_status(self, status: str) -> None:
-        """Queue a health transition behind every record made before it."""
-        self.last_status = status
-        self._items.append(_Status(status))
-        self._wake.set()
+def _extras(d: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
+    extras = {}
+    for key in keys:
+        if key[0] == "_":
+            continue
+        value = d[key]
+        extras[key] = value if type(value) in _PLAIN else plain_value(value)
+    return extras or None
 
-    def submit_uncaught(
-        self,
-        exc_type: type[BaseException],
-        exc: BaseException,
-        tb: TracebackType | None,
-        thread_name: str,
-        level: int,
-    ) -> None:
-        """An uncaught exception as a record of its own, never shown to the component's handlers."""
-        frames = traceback.extract_tb(tb) if tb is not None else []
-        where = frames[-1] if frames else None
-        record = logging.LogRecord(
-            _UNCAUGHT_LOGGER,
-            level,
-            where.filename if where else "",
-            (where.lineno or 0) if where else 0,
-            "Uncaught exception in thread %r: %s: %s",
-            (thread_name, exc_type.__name__, exc),
-            (exc_type, exc, tb),
-            where.name if where else None,
-        )
-        self._items.append((record, record.getMessage(), _current_context(), None))
-        self._wake.set()
 
-    def flush(self, timeout: float) -> bool:
-        """Emit everything captured so far into the provider, waiting at most ``timeout`` s."""
-        if self._thread is None or not self._thread.is_alive():
-            return not self._items
-        marker = _Flush()
-        self._items.append(marker)
-        self._wake.set()
-        return marker.done.wait(max(0.0, timeout))
+def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
+    """The function that reduces a record to the flat LOG tuple (see :mod:`splight_runner.pipeline.flat`)."""
+    get_context = _context_getter()
+    reserved = _RESERVED
 
-    # --- fork ----------------------------------------------------------------
-    def after_fork_in_child(self) -> None:
-        """A forked child starts with an empty intake and its own thread: the parent ships its own."""
-        self._pid = os.getpid()
-        self._items.clear()
-        self._wake = threading.Event()
-        if self._report_drops:
-            self._drops.reset()
-        self._own_threads = set()
-        self._start_thread()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
-
-    # --- export thread -------------------------------------------------------
-    def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="splight-runner-capture", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self._own_threads.add(threading.get_ident())
-        wake = self._wake
-        while not self._stopped:
-            wake.wait(self._delay)
-            wake.clear()
-            self._drain()
-        self._drain()
-
-    def _drain(self) -> None:
-        items = self._items
-        while items:
-            try:
-                item = items.popleft()
-            except IndexError:
-                break
-            try:
-                if isinstance(item, tuple):
-                    self._emit_record(*item)
-                elif isinstance(item, _Status):
-                    self._emit_status(item)
-                else:
-                    item.done.set()
-            except Exception as error:  # never let one bad record stop the thread
-                _warn_once(f"a record could not be converted ({type(error).__name__}: {error})")
-        if self._report_drops and self._drops:
-            self._emit_drop_warning()
-
-    def _logger(self, name: str) -> Any:
-        logger = self._loggers.get(name)
-        if logger is None:
-            logger = self._loggers[name] = self._provider.get_logger(name)
-        return logger
-
-    def _emit_record(
-        self,
-        record: logging.LogRecord,
-        message: str,
-        context: Any,
-        callsite: tuple[str, int, str] | None,
-    ) -> None:
-        if record.thread in self._own_threads:
-            return  # the SDK warning about a record we were converting: never loop
+    def flatten(record: logging.LogRecord) -> tuple[Any, ...]:
         d = record.__dict__
-        pathname, lineno, function = (
-            callsite if callsite is not None else (record.pathname, record.lineno, record.funcName)
-        )
-        attributes: dict[str, Any] = {records.ATTR_CODE_FILE_PATH: pathname}
-        if self._code_attributes:
-            attributes[records.ATTR_CODE_FUNCTION] = function
-            attributes[records.ATTR_CODE_LINE] = lineno
-        event_name = None
-        for key in d.keys() - _RESERVED:
-            if key[0] == "_":
-                continue
-            value = d[key]
-            if key == "tags":
-                if value is not None:
-                    attributes[records.ATTR_TAGS] = _attribute_value(value)
-            elif key in ("otel.event.name", "event.name"):
-                event_name = event_name or value
-            else:
-                attributes[key] = _attribute_value(value)
-        exc_info = record.exc_info
-        if exc_info and exc_info[0] is not None:
-            attributes[records.ATTR_EXCEPTION_TYPE] = exc_info[0].__name__
-            attributes[records.ATTR_EXCEPTION_MESSAGE] = str(exc_info[1])
-            attributes[records.ATTR_EXCEPTION_STACKTRACE] = _exception_text(record)
-        elif record.exc_text:
-            attributes[records.ATTR_EXCEPTION_STACKTRACE] = record.exc_text
-        elif record.stack_info:
-            attributes[records.ATTR_EXCEPTION_STACKTRACE] = record.stack_info
-        timestamp = int(record.created * 1e9)
-        otel = self._otel
-        self._logger(record.name).emit(
-            otel.LogRecord(
-                timestamp=timestamp,
-                observed_timestamp=timestamp,
-                context=context or None,
-                severity_text=_OTEL_LEVEL_TEXT.get(record.levelname, record.levelname),
-                severity_number=otel.std_to_otel(record.levelno),
-                body=message,
-                attributes=attributes,
-                event_name=event_name,
-            )
+        message = d.get("message")
+        if message is None:
+            message = _message(record)
+        pathname, lineno, function = record.pathname, record.lineno, record.funcName
+        if record.filename == "logging.py" and "splight_lib" in pathname:
+            callsite = _caller_outside_logging()
+            if callsite is not None:
+                pathname, lineno, function = callsite
+        keys = d.keys() - reserved
+        extras = _extras(d, keys) if keys else None
+        exception = _exception(record) if record.exc_info or record.exc_text else None
+        context = get_context()
+        trace_id, span_id, flags = span_ids(context) if context else _NO_SPAN
+        return (
+            LOG,
+            record.name,
+            record.levelno,
+            record.levelname,
+            message,
+            pathname,
+            lineno,
+            function,
+            record.created,
+            extras,
+            exception,
+            record.stack_info,
+            trace_id,
+            span_id,
+            flags,
         )
 
-    def _emit_status(self, item: _Status) -> None:
-        otel = self._otel
-        self._logger(_STATUS_SCOPE).emit(
-            otel.LogRecord(
-                timestamp=item.timestamp_ns,
-                observed_timestamp=item.timestamp_ns,
-                severity_text="INFO",
-                severity_number=otel.SeverityNumber.INFO,
-                body=item.status,
-                attributes={records.ATTR_STATUS: item.status},
-                event_name=records.STATUS_EVENT_NAME,
-            )
-        )
-
-    def _emit_drop_warning(self) -> None:
-        report = self._drops.take_report(self._limit)
-        if report is None:
-            return
-        count, message = report
-        now = time.time_ns()
-        otel = self._otel
-        self._logger("splight_runner").emit(
-            otel.LogRecord(
-                timestamp=now,
-                observed_timestamp=now,
-                severity_text="WARN",
-                severity_number=otel.SeverityNumber.WARN,
-                body=message,
-                attributes={"splight.dropped.count": count},
-            )
-        )
+    return flatten
 
 
-_warned: set[str] = set()
+def make_hook(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) -> Callable[..., None]:
+    """The replacement for ``Logger.callHandlers``; everything it touches is bound locally."""
+    original = logging.Logger.callHandlers
+    items = sink.items
+    append = items.append
+    flatten = flattener()
+
+    def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+        original(logger, record)
+        try:
+            # A record made in another process was captured there (QueueHandler, SocketHandler);
+            # one made on the pipeline's own thread (an SDK warning) must not loop.
+            if (record.process != sink.pid and record.process is not None) or record.thread in own_threads:
+                return
+            append(flatten(record))
+            if len(items) >= sink.threshold:
+                sink.full()
+        except Exception:
+            pass  # capture must never be why a logging call fails
+
+    callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
+    return callHandlers
 
 
-def _warn_once(message: str) -> None:
-    """The runner's own diagnostics go to stderr, never through ``logging`` (that would loop)."""
-    if message not in _warned:
-        _warned.add(message)
-        with contextlib.suppress(Exception):
-            sys.stderr.write(f"splight-runner: {message}\n")
+def status_item(status: str) -> tuple[Any, ...]:
+    return (STATUS, status, time.time_ns())
 
 
-def install(bridge: CaptureBridge) -> None:
+def uncaught_record(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None, thread_name: str, level: int
+) -> logging.LogRecord:
+    """An uncaught exception as a record of its own, never shown to the component's handlers."""
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    where = frames[-1] if frames else None
+    try:
+        text = str(exc)
+    except Exception:
+        text = unprintable(exc)
+    return logging.LogRecord(
+        _UNCAUGHT_LOGGER,
+        level,
+        where.filename if where else "",
+        (where.lineno or 0) if where else 0,
+        "Uncaught exception in thread %r: %s: %s",
+        (thread_name, exc_type.__name__, text),
+        (exc_type, exc, tb),
+        where.name if where else None,
+    )
+
+
+def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) -> None:
     """Patch ``Logger.callHandlers`` (once) and the uncaught-exception hooks."""
     current = logging.Logger.callHandlers
     original = getattr(current, "__splight_runner__", None)
     if original is not None:
         logging.Logger.callHandlers = original  # type: ignore[method-assign]
-    logging.Logger.callHandlers = bridge.make_hook()  # type: ignore[method-assign]
+    logging.Logger.callHandlers = make_hook(sink, own_threads)  # type: ignore[method-assign]
+    flatten = flattener()
+
+    def submit_uncaught(exc_type: Any, exc: Any, tb: Any, name: str, level: int) -> None:
+        sink.items.append(flatten(uncaught_record(exc_type, exc, tb, name, level)))
+        sink.full()
 
     previous_excepthook = sys.excepthook
 
     def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
             if not issubclass(exc_type, KeyboardInterrupt):
-                bridge.submit_uncaught(exc_type, exc, tb, threading.current_thread().name, logging.CRITICAL)
+                submit_uncaught(exc_type, exc, tb, threading.current_thread().name, logging.CRITICAL)
         except Exception:
             pass
         previous_excepthook(exc_type, exc, tb)
@@ -442,9 +274,107 @@ def install(bridge: CaptureBridge) -> None:
         try:
             if args.exc_type is not SystemExit:
                 name = args.thread.name if args.thread is not None else "unknown"
-                bridge.submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, logging.ERROR)
+                submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, logging.ERROR)
         except Exception:
             pass
         previous_thread_hook(args)
 
     threading.excepthook = thread_excepthook
+
+
+class _Flush:
+    """A marker in the intake: everything before it has been fed once it is reached."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class InProcessIntake:
+    """The sink under ``opentelemetry-instrument``: a bounded deque and one thread feeding the pipeline.
+
+    The bound is the delivery queue size: past it, records are dropped and
+    counted rather than growing the component's memory.
+    """
+
+    def __init__(self, feed: Callable[[tuple[Any, ...]], None], *, limit: int, wake_at: int, interval: float) -> None:
+        self._feed = feed
+        self.limit = limit
+        self.threshold = max(1, min(wake_at, limit))
+        self._interval = interval
+        self.items: deque[tuple[Any, ...]] = deque()
+        self.pid = os.getpid()
+        self.dropped = 0
+        self.own_threads: set[int] = set()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._start()
+
+    def full(self) -> None:
+        if len(self.items) > self.limit:
+            # Over the bound: the newest record goes, counted.
+            try:
+                self.items.pop()
+                self.dropped += 1
+            except IndexError:
+                pass
+            return
+        self._wake.set()
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+        self._wake.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Feed everything captured so far, waiting at most ``timeout`` s."""
+        if not self._thread.is_alive():
+            return not self.items
+        marker = _Flush()
+        self.items.append(marker)  # type: ignore[arg-type]
+        self._wake.set()
+        return marker.done.wait(max(0.0, timeout))
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child starts with an empty intake and its own thread: the parent ships its own."""
+        self.pid = os.getpid()
+        self.items.clear()
+        self.dropped = 0
+        self._wake = threading.Event()
+        self.own_threads.clear()
+        self._stopped = False
+        self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="splight-runner-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.own_threads.add(threading.get_ident())
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        items = self.items
+        feed = self._feed
+        while items:
+            try:
+                item = items.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _Flush):
+                item.done.set()
+                continue
+            try:
+                feed(item)
+            except Exception as error:  # never let one bad record stop the thread
+                from splight_runner.diagnostics import say_once
+
+                say_once(f"a record could not be converted ({type(error).__name__}: {error})")

@@ -35,6 +35,7 @@ from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import DropCounter
+from splight_runner.pipeline.resource import resource_attributes
 
 #: How often the capture thread drains when the hot path has not woken it.
 _CAPTURE_DRAIN_INTERVAL = 0.2
@@ -48,16 +49,6 @@ def apply_distro_defaults(env: Any = None) -> None:
     otlp = env.get(names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
     env.setdefault(names.OTEL_TRACES_EXPORTER, "otlp" if otlp else "none")
     env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
-
-
-def _resource_attributes(process_id: str | None, process_type: str) -> dict[str, Any]:
-    attributes: dict[str, Any] = {records.RESOURCE_PROCESS_TYPE: process_type}
-    if process_id:
-        attributes[records.RESOURCE_COMPONENT_ID] = process_id
-    explicit = os.environ.get(names.OTEL_RESOURCE_ATTRIBUTES, "")
-    if not os.environ.get(names.OTEL_SERVICE_NAME) and "service.name=" not in explicit.replace(" ", ""):
-        attributes["service.name"] = f"splight-{process_type}"
-    return attributes
 
 
 def _splight_exporter_problem(process_id: str | None) -> str | None:
@@ -109,16 +100,16 @@ class SdkSetup:
         version = self._kwargs.get("auto_instrumentation_version")
         if version is None:
             from opentelemetry.instrumentation.version import __version__ as version
-        resource_attributes = _resource_attributes(config.process_id(), config.process_type())
+        attributes = resource_attributes(config.process_id(), config.process_type())
         if self.short_path_possible():
             exporter = SplightLogExporter(timeout=self._delivery.export_timeout)
-            _build_defaults(resource_attributes, version, processor_for(exporter))
+            _build_defaults(attributes, version, processor_for(exporter))
         else:
             from opentelemetry.sdk._configuration import _initialize_components
 
             _initialize_components(
                 auto_instrumentation_version=version,
-                resource_attributes=resource_attributes,
+                resource_attributes=attributes,
                 setup_logging_handler=False,
                 export_log_record_processor=processor_for,
             )
@@ -163,9 +154,33 @@ def _build_defaults(resource_attributes: dict[str, Any], version: str | None, pr
     logger_provider.add_log_record_processor(processor)
 
 
+def is_top_process() -> bool:
+    """True in the component's top process; its children (fork, spawn, subprocess) inherit the mark.
+
+    ``os.execv`` keeps the process id, so a top process that re-executes itself stays the top one.
+    """
+    owner = os.environ.get(names.SPLIGHT_RUNNER_TOP_PROCESS)
+    if owner is None:
+        os.environ[names.SPLIGHT_RUNNER_TOP_PROCESS] = str(os.getpid())
+        return True
+    return owner == str(os.getpid())
+
+
+def _status_reporter(submit: Any) -> Any:
+    from splight_runner.component.capture import status_item
+
+    def report(engine_state: str) -> None:
+        status = records.platform_status(engine_state)
+        if status is not None:
+            submit(status_item(status))
+
+    return report
+
+
 def configure_sdk(**kwargs: Any) -> None:
-    """Validate, build the SDK, and hook capture, health and the exit paths."""
-    from splight_runner.component import capture, health, lifecycle
+    """In-process (``opentelemetry-instrument``): build the SDK, hook capture, health and the exit paths."""
+    from splight_runner.component import capture, endings, health, lifecycle
+    from splight_runner.pipeline.logs import LogPipeline
 
     log_exporters = config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight")
     if "splight" in log_exporters:
@@ -175,26 +190,100 @@ def configure_sdk(**kwargs: Any) -> None:
             log_exporters = [name for name in log_exporters if name != "splight"]
             os.environ[names.OTEL_LOGS_EXPORTER] = ",".join(log_exporters) or "none"
     delivery = config.delivery_settings()
+    top = is_top_process()
 
-    ships_to_engine = "splight" in log_exporters
     drops = DropCounter()
     sdk = SdkSetup(drops, kwargs, delivery)
     provider = sdk.build()
     if provider is None or not log_exporters:
         return
 
-    bridge = capture.CaptureBridge(
+    pipeline = LogPipeline(
         provider,
-        max_queue_size=delivery.max_queue_size,
-        wake_at=delivery.max_export_batch_size,
-        schedule_delay=_CAPTURE_DRAIN_INTERVAL,
-        drops=drops,
-        report_drops=not ships_to_engine,
+        splight=sdk.processors[0] if sdk.processors else None,
+        process_type=config.process_type(),
+        code_attributes=config.flag(names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES),
     )
-    capture.install(bridge)
-    health.install(bridge.submit_status)
-    watch = lifecycle.ExitWatch() if lifecycle.owes_final_status(ships_to_engine) else None
-    lifecycle.install(lifecycle.Pipeline(bridge, sdk, delivery.export_timeout, watch))
+    intake = capture.InProcessIntake(
+        pipeline.emit,
+        limit=delivery.max_queue_size,
+        wake_at=delivery.max_export_batch_size,
+        interval=_CAPTURE_DRAIN_INTERVAL,
+    )
+    capture.install(intake, intake.own_threads)
+    health.install(_status_reporter(intake.submit))
+    watch = lifecycle.ExitWatch() if top else None
+    ending = endings.InProcess(
+        intake,
+        pipeline,
+        tracer_provider=_sdk_tracer_provider(),
+        export_timeout=delivery.export_timeout,
+        owes_final_status=top,
+    )
+    lifecycle.install(ending, watch=watch, top_process=top)
+
+
+def _sdk_tracer_provider() -> Any:
+    """The SDK tracer provider when one exports spans (it must be flushed on every exit path)."""
+    if not config.exporter_names(names.OTEL_TRACES_EXPORTER, "none"):
+        return None
+    from opentelemetry.trace import get_tracer_provider
+
+    provider = get_tracer_provider()
+    return provider if hasattr(provider, "force_flush") else None
+
+
+def capture_for_supervisor(channel_path: str) -> None:
+    """Under the runner: capture only; the supervisor at ``channel_path`` hosts the pipeline.
+
+    No SDK log pipeline is built here. When spans are exported, the SDK's own
+    set-up builds the tracer (and meter) providers, with the logs exporters
+    masked: OTel Logs API records then reach the supervisor through the channel.
+    """
+    from splight_runner.component import capture, endings, health, lifecycle
+    from splight_runner.component.channel import Channel
+
+    top = is_top_process()
+    delivery = config.delivery_settings()
+    channel = Channel(channel_path, write_through=not top)
+    capture.install(channel)
+    health.install(_status_reporter(channel.submit))
+    tracer_provider = None
+    if config.exporter_names(names.OTEL_TRACES_EXPORTER, "none") or config.exporter_names(
+        names.OTEL_METRICS_EXPORTER, "none"
+    ):
+        tracer_provider = _build_span_side(channel)
+    else:
+        # Spans keep real ids (records made in them carry trace and span ids) without importing the
+        # SDK at start-up: the API loads this provider on first use.
+        os.environ.setdefault(names.OTEL_PYTHON_TRACER_PROVIDER, "sdk_tracer_provider")
+    ending = endings.HandOver(channel, tracer_provider=tracer_provider, export_timeout=delivery.export_timeout)
+    lifecycle.install(ending, top_process=top)
+
+
+def _build_span_side(channel: Any) -> Any:
+    """Tracer and meter providers through upstream's set-up, logs going to the channel."""
+    from opentelemetry.sdk._configuration import _initialize_components
+
+    from splight_runner.component.otel_logs import ChannelLogRecordProcessor
+
+    saved = os.environ.get(names.OTEL_LOGS_EXPORTER)
+    os.environ[names.OTEL_LOGS_EXPORTER] = "none"
+    try:
+        from opentelemetry.instrumentation.version import __version__ as version
+
+        _initialize_components(
+            auto_instrumentation_version=version,
+            resource_attributes=resource_attributes(config.process_id(), config.process_type()),
+            setup_logging_handler=False,
+            log_record_processors=[ChannelLogRecordProcessor(channel)],
+        )
+    finally:
+        if saved is None:
+            os.environ.pop(names.OTEL_LOGS_EXPORTER, None)
+        else:
+            os.environ[names.OTEL_LOGS_EXPORTER] = saved
+    return _sdk_tracer_provider()
 
 
 #: Entry point group through which upstream's set-up starts an OpAMP client.

@@ -9,9 +9,16 @@ set-up.
 
 from __future__ import annotations
 
+import os
+
 from splight_runner import environment as names
 from splight_runner import settings as config
-from splight_runner.component.configuration import apply_distro_defaults, configure_sdk, declared_entry_points
+from splight_runner.component.configuration import (
+    apply_distro_defaults,
+    capture_for_supervisor,
+    configure_sdk,
+    declared_entry_points,
+)
 from splight_runner.diagnostics import say
 
 
@@ -25,7 +32,11 @@ def start() -> None:
     """Called by the bootstrap ``sitecustomize`` when the supervisor activated the runner."""
     try:
         apply_distro_defaults()
-        configure_sdk()
+        channel = os.environ.get(names.SPLIGHT_RUNNER_CHANNEL)
+        if channel:
+            capture_for_supervisor(channel)
+        else:
+            configure_sdk()
         if _instrumentors_to_load():
             from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 

@@ -48,16 +48,58 @@ ENGINE_STATUSES = frozenset({"Running", "Stopped", "Failed", "Succeeded", "Finis
 TERMINAL_STATUSES = frozenset({"Stopped", "Failed", "Succeeded", "Finished"})
 
 
-def final_status(exit_code: int, stopped: bool) -> str:
-    """The final status of a process that ended without reporting a terminal one itself.
+#: splight-lib engine states in the platform's deployment-status vocabulary (splight-agent's);
+#: a state not in this table (``Initialized``, ``Unknown``) is not a deployment status and is not sent.
+_PLATFORM_STATUS = {"Running": "Running", "Stopped": "Stopped", "Failed": "Failed", "Finished": "Succeeded"}
+#: The process type whose processes have a deployment status; agents and compute nodes send records only.
+COMPONENT = "component"
+#: Attribute of the runner's own WARNING record that counts dropped records.
+ATTR_DROPPED_COUNT = "splight.dropped.count"
 
-    ``Stopped`` when it was asked to stop (SIGTERM/SIGINT), whatever its exit code;
-    else ``Succeeded`` for exit code 0 and ``Failed`` for anything else (a
-    non-zero code, death by another signal, an uncaught exception).
-    """
+
+def platform_status(engine_state: str) -> str | None:
+    """The deployment status a splight-lib engine state reports, None when it reports none."""
+    return _PLATFORM_STATUS.get(engine_state)
+
+
+def sends_status(process_type: str | None) -> bool:
+    """Only components have a deployment status: an agent or compute node never sends one."""
+    return (process_type or COMPONENT) == COMPONENT
+
+
+def exit_status(exit_code: int, stopped: bool) -> str:
+    """The status an ending implies: ``Stopped`` when the process was asked to stop
+    (SIGTERM/SIGINT), whatever its exit code; else ``Succeeded`` for exit code 0
+    and ``Failed`` for anything else (a non-zero code, death by another signal,
+    an uncaught exception)."""
     if stopped:
         return "Stopped"
     return "Succeeded" if exit_code == 0 else "Failed"
+
+
+def final_status(last_reported: str | None, ending: str | None) -> str | None:
+    """The final status owed when a component's process ends, None when none is owed.
+
+    ``ending`` is :func:`exit_status` (None: this process owes nothing). A
+    ``Succeeded`` or ``Stopped`` ending is not sent when the last reported status
+    is already terminal; a ``Failed`` one is sent unless the last is already
+    ``Failed`` — a component that reported ``Stopped`` and then exited 1 ends
+    ``Failed``, as the platform maps a container's exit code.
+    """
+    if ending is None:
+        return None
+    if ending == "Failed":
+        return None if last_reported == "Failed" else "Failed"
+    return None if last_reported in TERMINAL_STATUSES else ending
+
+
+def drop_message(count: int, first_ns: int, last_ns: int, limit: str = "") -> str:
+    """The text of the runner's WARNING record about records it had to drop."""
+    why = f"its queue ({limit}) was full" if limit else "its queue was full"
+    return (
+        f"splight-runner dropped {count} log records made between {rfc3339(first_ns)} and "
+        f"{rfc3339(last_ns)}: {why} while they could not be sent"
+    )
 
 
 _LEVEL_BY_SEVERITY_BAND = ("DEBUG", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

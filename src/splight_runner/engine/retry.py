@@ -26,6 +26,11 @@ class Retrier:
         self._outage_since: float | None = None
         self._hurry = threading.Event()
 
+    @property
+    def failing(self) -> bool:
+        """True from the first failed attempt of an outage until a call succeeds again."""
+        return self._outage_since is not None
+
     def hurry(self) -> None:
         """Cut the current backoff sleep short (a flush or an exit is waiting)."""
         self._hurry.set()
@@ -54,7 +59,7 @@ class Retrier:
                 if give_up_at is not None:
                     remaining = give_up_at - time.monotonic()
                     if remaining <= 0:
-                        self._say(f"gave up delivering {what}: the Engine did not take them before the deadline")
+                        # Only an exit sets a deadline: the exit report says what was not delivered.
                         return None
                     delay = min(delay, remaining)
                 if error.retry_after is not None:

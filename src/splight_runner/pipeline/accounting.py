@@ -1,8 +1,10 @@
-"""Drop accounting shared by the capture intake and the delivery queue.
+"""Drop accounting of the delivery path.
 
-Both queues are bounded and drop the newest record when full. They count into
-one :class:`DropCounter`, so the single WARNING record the Engine gets when it
-is reachable again states the whole loss, wherever it happened.
+Every bounded queue on a record's way (the component's channel buffer, the
+supervisor's intake, the Splight processor's queue) drops the newest records
+when full. They count into one :class:`DropCounter` per pipeline, so the single
+WARNING record the Engine gets when it is reachable again states the whole
+loss, wherever it happened.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from splight_runner.engine.records import rfc3339
+from splight_runner.engine.records import drop_message
 
 
 class DropCounter:
@@ -19,17 +21,23 @@ class DropCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
-        self._first = 0.0
-        self._last = 0.0
+        self._first = 0
+        self._last = 0
         self.total = 0
 
     def add(self, count: int = 1) -> None:
-        now = time.time()
+        now = time.time_ns()
+        self.add_span(count, now, now)
+
+    def add_span(self, count: int, first_ns: int, last_ns: int) -> None:
+        """``count`` records dropped elsewhere between ``first_ns`` and ``last_ns``."""
+        if count <= 0:
+            return
         with self._lock:
-            if not self._count:
-                self._first = now
+            if not self._count or first_ns < self._first:
+                self._first = first_ns
             self._count += count
-            self._last = now
+            self._last = max(self._last, last_ns)
             self.total += count
 
     def __bool__(self) -> bool:
@@ -42,10 +50,7 @@ class DropCounter:
             self._count = 0
         if not count:
             return None
-        return count, (
-            f"splight-runner dropped {count} log records made between {rfc3339(int(first * 1e9))} and "
-            f"{rfc3339(int(last * 1e9))}: its queue ({limit} records) was full while they could not be sent"
-        )
+        return count, drop_message(count, first, last, f"{limit} records")
 
     def reset(self) -> None:
         with self._lock:

@@ -26,6 +26,22 @@ from splight_runner.engine import records
 from splight_runner.pipeline.accounting import DropCounter
 from splight_runner.pipeline.exporter import DeliveryStats, SplightLogExporter
 
+#: Default bound of the queue in (estimated) bytes.
+DEFAULT_MAX_QUEUE_BYTES = 64 << 20
+
+
+def _size(readable: ReadableLogRecord) -> int:
+    """A cheap estimate of what a queued record holds: its text and a fixed overhead."""
+    record = readable.log_record
+    body = record.body
+    size = 256 + (len(body) if isinstance(body, str) else 64)
+    attributes = record.attributes
+    if attributes:
+        trace = attributes.get(records.ATTR_EXCEPTION_STACKTRACE)
+        if isinstance(trace, str):
+            size += len(trace)
+    return size
+
 
 class _Flush:
     __slots__ = ("done",)
@@ -36,6 +52,8 @@ class _Flush:
 
 class SplightLogRecordProcessor(LogRecordProcessor):
     """Bounded queue + one worker thread: the only path that ever calls the exporter."""
+
+    max_queue_bytes = DEFAULT_MAX_QUEUE_BYTES
 
     def __init__(
         self,
@@ -63,7 +81,9 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         #: Shared with the capture intake (see component.configuration) so one report covers both queues.
         self.drops = drops if drops is not None else DropCounter()
         self._template: ReadableLogRecord | None = None
-        self._in_flight = 0
+        self._in_flight: list[ReadWriteLogRecord] = []
+        #: Estimated bytes held in the queue: 20,000 records of 40 KB must not mean 800 MB.
+        self._queued_bytes = 0
         self._pid = os.getpid()
         self._start()
 
@@ -71,10 +91,32 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def stats(self) -> DeliveryStats:
         return self._exporter.stats
 
-    def undelivered(self) -> int:
-        """Records that did not reach the Engine: dropped, abandoned, or still queued or in flight."""
-        queued = sum(1 for item in list(self._queue) if not isinstance(item, _Flush))
-        return self.drops.total + self.stats.abandoned + queued + self._in_flight
+    def undelivered_records(self) -> int:
+        """Log records that did not reach the Engine: dropped, abandoned, or still queued or in flight."""
+        waiting = [*self._in_flight, *self._queue]
+        queued = sum(
+            1
+            for item in waiting
+            if not isinstance(item, _Flush) and item.log_record.event_name != records.STATUS_EVENT_NAME
+        )
+        return self.drops.total + self.stats.abandoned + queued
+
+    def undelivered_statuses(self) -> list[str]:
+        """Statuses that did not reach the Engine, in order (abandoned, then still queued)."""
+        queued = [
+            str(item.log_record.body)
+            for item in [*self._in_flight, *self._queue]
+            if not isinstance(item, _Flush) and item.log_record.event_name == records.STATUS_EVENT_NAME
+        ]
+        return [*self.stats.abandoned_statuses, *queued]
+
+    def engine_is_failing(self) -> bool:
+        """Whether the exporter is retrying through an outage (then a full queue drops, counted)."""
+        return self._exporter.failing()
+
+    def has_room(self) -> bool:
+        """Whether a record emitted now would be queued (the supervisor's feeder waits for this)."""
+        return len(self._queue) < self.max_queue_size and self._queued_bytes < self.max_queue_bytes
 
     def _start(self) -> None:
         self._worker = threading.Thread(target=self._run, name="splight-runner-export", daemon=True)
@@ -83,6 +125,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def after_fork_in_child(self) -> None:
         self._pid = os.getpid()
         self._queue.clear()
+        self._queued_bytes = 0
         self._wake = threading.Event()
         self._give_up_at = None
         self.drops.reset()
@@ -95,9 +138,10 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             self.drops.add()  # made after the exit flush (e.g. in a late atexit hook): counted, not sent
             return
         queue = self._queue
-        if len(queue) >= self.max_queue_size:
+        if len(queue) >= self.max_queue_size or self._queued_bytes >= self.max_queue_bytes:
             self.drops.add()
             return
+        self._queued_bytes += _size(log_record)
         queue.append(log_record)
         if len(queue) >= self._batch_size or log_record.log_record.event_name == records.STATUS_EVENT_NAME:
             self._wake.set()
@@ -148,16 +192,17 @@ class SplightLogRecordProcessor(LogRecordProcessor):
                     marker = item
                     break
                 batch.append(item)
+                self._queued_bytes -= _size(item)
             if batch:
                 self._template = batch[-1]
-                self._in_flight = len(batch)
+                self._in_flight = batch
                 try:
                     delivered = self._exporter.deliver(batch, self._deadline)
                 except Exception as error:  # a bug must not kill the only worker
                     say(f"export failed ({type(error).__name__}: {error})")
                     delivered = False
                 finally:
-                    self._in_flight = 0
+                    self._in_flight = []
                 if delivered and self.drops:
                     self._report_drops()
             if marker is not None:
@@ -180,13 +225,13 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             severity_text="WARN",
             severity_number=SeverityNumber.WARN,
             body=message,
-            attributes={"splight.dropped.count": count},
+            attributes={records.ATTR_DROPPED_COUNT: count},
         )
-        self._queue.appendleft(
-            ReadWriteLogRecord(
-                log_record=warning,
-                resource=template.resource,
-                instrumentation_scope=InstrumentationScope("splight_runner"),
-            )
+        report_record = ReadWriteLogRecord(
+            log_record=warning,
+            resource=template.resource,
+            instrumentation_scope=InstrumentationScope("splight_runner"),
         )
+        self._queued_bytes += _size(report_record)
+        self._queue.appendleft(report_record)
         self._wake.set()

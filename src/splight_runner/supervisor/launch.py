@@ -1,5 +1,5 @@
 """The runner stays the component's parent: it forwards signals, passes the exit
-code through, and owes the Engine a final status when the component ends.
+code through, hosts the export pipeline, and ends it with the final status.
 
 Why a parent at all (and not ``exec``): only a parent can see a SIGKILL, a
 segfault or an OOM kill, and report ``Failed`` for a process that could not
@@ -18,15 +18,14 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
-from splight_runner.settings import DEFAULT_EXPORT_TIMEOUT_MS, EngineSettings
+from splight_runner.settings import DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_STOP_GRACE, DeliverySettings, EngineSettings
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -37,28 +36,44 @@ _SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), n
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "component", "_bootstrap")
 
 
+class PipelineSpec(NamedTuple):
+    """What the supervisor's export pipeline needs, read and checked by the CLI before the start."""
+
+    exporter_names: tuple[str, ...]
+    engine: EngineSettings | None
+    process_id: str | None
+    process_type: str
+    delivery: DeliverySettings
+    code_attributes: bool = False
+
+
 class Launch(NamedTuple):
     """What to start and how to report on it.
 
     Everything the supervisor imports before it starts the component delays the
-    component: this module keeps to what ``Popen`` and the signal loop need.
+    component: this module keeps to what ``Popen`` and the signal loop need; the
+    SDK is imported in a thread once the component runs.
     """
 
     argv: list[str]
     cwd: str | None = None
     env_overrides: Mapping[str, str] = MappingProxyType({})
-    process_id: str | None = None
-    engine: EngineSettings | None = None  # None: nothing is sent to the Engine
-    final_status_timeout: float = DEFAULT_EXPORT_TIMEOUT_MS / 1000
+    pipeline: PipelineSpec | None = None  # None: nothing is exported (OTEL_LOGS_EXPORTER=none)
+    export_timeout: float = DEFAULT_EXPORT_TIMEOUT_MS / 1000
+    stop_grace: float = DEFAULT_STOP_GRACE
 
 
-def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], state_file: str) -> dict[str, str]:
+def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], channel: str | None) -> dict[str, str]:
     env = dict(base)
     env.update(overrides)
     python_path = [p for p in env.get(names.PYTHONPATH, "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
     env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
-    env[names.SPLIGHT_RUNNER_STATE_FILE] = state_file
+    env.pop(names.SPLIGHT_RUNNER_TOP_PROCESS, None)
+    if channel is not None:
+        env[names.SPLIGHT_RUNNER_CHANNEL] = channel
+    else:
+        env.pop(names.SPLIGHT_RUNNER_CHANNEL, None)
     env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
     return env
 
@@ -69,7 +84,7 @@ def exit_code(returncode: int) -> int:
 
 
 def _remove_state_dir(state_dir: str) -> None:
-    """The state file and any temporary file a killed component left beside it (no ``shutil`` needed)."""
+    """The channel socket and anything else left in the runner's private folder (no ``shutil`` needed)."""
     with contextlib.suppress(OSError):
         for name in os.listdir(state_dir):
             with contextlib.suppress(OSError):
@@ -77,36 +92,65 @@ def _remove_state_dir(state_dir: str) -> None:
         os.rmdir(state_dir)
 
 
-def _read_state(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as file:
-            return file.read().strip() or None
-    except OSError:
-        return None
+def build_pipeline(spec: PipelineSpec) -> Any:
+    """The SDK log pipeline of the component, in this process (runs in a thread while the component starts)."""
+    from opentelemetry.instrumentation.version import __version__ as version
 
+    from splight_runner.pipeline import logs
+    from splight_runner.pipeline.exporter import SplightLogExporter
+    from splight_runner.pipeline.processor import SplightLogRecordProcessor
+    from splight_runner.pipeline.resource import resource_attributes
 
-def send_final_status(engine: EngineSettings, process_id: str, status: str, timeout: float) -> bool:
-    """The last status, with the exporter's retry policy, within ``timeout`` seconds."""
-    from splight_runner.engine.client import EngineClient
-    from splight_runner.engine.retry import Retrier
-
-    client = EngineClient(engine, timeout=min(timeout, 10.0))
-    give_up_at = time.monotonic() + timeout
-    try:
-        outcome = Retrier(say).call(
-            lambda: client.update_status(process_id, status),
-            deadline=lambda: give_up_at,
-            what=f"final status {status}",
+    def splight_processor() -> Any:
+        exporter = SplightLogExporter(
+            engine=spec.engine,
+            process_id=spec.process_id,
+            sender_type=spec.process_type,
+            timeout=spec.delivery.export_timeout,
         )
-    finally:
-        client.close()
-    return bool(outcome)
+        return SplightLogRecordProcessor(exporter, settings=spec.delivery)
+
+    attributes = resource_attributes(spec.process_id, spec.process_type)
+    attributes["telemetry.auto.version"] = version
+    return logs.build(
+        spec.exporter_names,
+        attributes,
+        make_splight_processor=splight_processor,
+        process_type=spec.process_type,
+        code_attributes=spec.code_attributes,
+    )
 
 
-def _preload_client() -> None:
-    """Everything the final status needs, imported while the component runs."""
-    with contextlib.suppress(Exception):
-        pass
+def _parent_death_signal() -> Any:
+    """A ``preexec_fn`` that makes the kernel send SIGTERM to the component if the runner dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    runner = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != runner:  # the runner died between fork and prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
+def _reap_orphans(child_pid: int) -> None:
+    """As PID 1, collect orphaned processes that were re-parented to us (never the component itself)."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == 0 or info.si_pid == child_pid:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, 0)
 
 
 class _Signals:
@@ -134,28 +178,41 @@ class _Signals:
 
 
 def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
-    """Run the component to its end; return the runner's exit code."""
+    """Run the component to its end, then end its pipeline; return the runner's exit code."""
     state_dir = tempfile.mkdtemp(prefix="splight-runner-")
-    state_file = os.path.join(state_dir, "status")
-    env = child_environment(os.environ if base_env is None else base_env, launch.env_overrides, state_file)
+    host = None
+    if launch.pipeline is not None:
+        from splight_runner.supervisor.host import PipelineHost
+
+        host = PipelineHost(state_dir)
+    env = child_environment(
+        os.environ if base_env is None else base_env, launch.env_overrides, host.path if host else None
+    )
+    pid1 = os.getpid() == 1
     try:
         with _Signals() as signals:
             try:
-                child = subprocess.Popen(launch.argv, cwd=launch.cwd, env=env)
+                child = subprocess.Popen(launch.argv, cwd=launch.cwd, env=env, preexec_fn=_parent_death_signal())
             except OSError as error:
                 say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
             signals.block()
-            if launch.engine is not None:
-                # The final status needs the HTTP client; importing it now, on the other core while
-                # the component runs, keeps it off the path between the component's exit and ours.
-                threading.Thread(target=_preload_client, name="splight-runner-preload", daemon=True).start()
+            if host is not None:
+                spec = launch.pipeline
+                host.start()
+                host.start_pipeline(lambda: build_pipeline(spec))
             stops = 0
+            stop_deadline: float | None = None
+            killed_for_grace = False
+            # Of the stop grace, what is kept for the last records and the final status after the component ends.
+            reserve = min(launch.export_timeout, launch.stop_grace / 4)
 
             def deliver(signum: int, forward: bool) -> None:
-                nonlocal stops
+                nonlocal stops, stop_deadline
                 if signum in STOP_SIGNALS:
                     stops += 1
+                    if stop_deadline is None:
+                        stop_deadline = time.monotonic() + launch.stop_grace
                     if stops >= 2:
                         # A component that ignores a stop (splight-lib hangs on SIGINT) can still be
                         # stopped: the second stop signal the runner gets is final.
@@ -170,20 +227,49 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             for signum in signals.early:
                 deliver(signum, forward=True)
             while child.poll() is None:
-                info = signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, 1.0)
-                if info is None or info.si_signo == signal.SIGCHLD:
+                wait = 1.0
+                if stop_deadline is not None and not killed_for_grace:
+                    kill_at = stop_deadline - reserve
+                    if time.monotonic() >= kill_at:
+                        say(f"the component did not stop within {launch.stop_grace - reserve:g} s; killing it")
+                        with contextlib.suppress(ProcessLookupError):
+                            child.kill()
+                        killed_for_grace = True
+                    else:
+                        wait = min(wait, max(0.01, kill_at - time.monotonic()))
+                info = signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, wait)
+                if info is None:
+                    continue
+                if info.si_signo == signal.SIGCHLD:
+                    if pid1:
+                        _reap_orphans(child.pid)
                     continue
                 # A terminal's Ctrl-C reaches the whole process group: the component has it already.
                 deliver(info.si_signo, forward=info.si_code != _SI_KERNEL)
+            ended_at = time.monotonic()
             stop_requested = stops > 0
             returncode = child.returncode
-        if launch.engine is not None and launch.process_id:
-            from splight_runner.engine.records import TERMINAL_STATUSES, final_status
-
-            last = _read_state(state_file)
-            if last not in TERMINAL_STATUSES:
-                status = final_status(returncode, stop_requested)
-                send_final_status(launch.engine, launch.process_id, status, launch.final_status_timeout)
+            if host is not None:
+                give_up_at = ended_at + launch.export_timeout
+                if stop_deadline is not None:
+                    give_up_at = min(give_up_at, stop_deadline - 0.2)
+                _end_pipeline(host, returncode, stop_requested, give_up_at)
         return exit_code(returncode)
     finally:
+        if host is not None:
+            host.close()
         _remove_state_dir(state_dir)
+
+
+def _end_pipeline(host: Any, returncode: int, stop_requested: bool, give_up_at: float) -> None:
+    from splight_runner.engine.records import exit_status
+
+    pipeline = host.finish(give_up_at)
+    if host.connections_seen == 0:
+        say(
+            "the component never connected to the runner (it did not load the bootstrap: "
+            "python -I or -S, or another interpreter): its records were not captured"
+        )
+    if pipeline is None:
+        return
+    pipeline.end(exit_status(returncode, stop_requested), give_up_at, lost_before=host.dropped)

@@ -1,0 +1,274 @@
+"""The component's side of the channel to the supervisor, which hosts the export pipeline.
+
+Why a Unix socket the supervisor listens on, one connection per process, and
+not a pipe the child inherits: every process of the component (the top one,
+forked pool workers, spawned interpreters, ``subprocess`` children that load
+the bootstrap) must reach the same supervisor, and several processes writing
+one pipe interleave any write larger than ``PIPE_BUF``. A connection per
+process keeps each stream whole; the supervisor reads all of them.
+
+Why batches on the caller's thread and a short timer: a ``logger.info`` on the
+component's thread only appends a tuple to a deque. The 256th record of a burst
+marshals the batch and writes it (a few microseconds per batch, once per 256
+records); a daemon thread writes a partial batch every
+:data:`FLUSH_INTERVAL` seconds, so what the component logged is in the kernel's
+socket buffer — where the component's SIGKILL, segfault or OOM kill cannot
+reach it — at most that long after the call. Child processes (pool workers,
+spawned interpreters) write every record through at once: a pool's
+``terminate()`` kills its workers right after their last task returns, with no
+time for a timer.
+
+A slow, stopped or dead supervisor never blocks a logging call: the socket is
+non-blocking; bytes it does not take wait in a buffer of at most
+``max_pending_bytes``, past which whole batches are dropped and counted (the
+supervisor is told how many as soon as it reads again).
+
+The channel never writes to a socket it did not open: a component may close
+every file descriptor (daemons do) and open something else that gets the same
+number. Before each write the descriptor's identity (device and inode of the
+socket) is checked against the one recorded at connect time; when it differs
+the channel opens a new connection without touching the old number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from splight_runner.diagnostics import say_once
+
+#: Seconds between writes of a partial batch.
+FLUSH_INTERVAL = 0.02
+#: Records that make a batch the caller's thread writes itself.
+BATCH = 256
+#: Longest wait of a child process's logging call for a runner that is behind.
+CHILD_WAIT = 0.1
+_HEADER = 4
+_DROPPED = 2  # flat.DROPPED, spelled here so this module imports nothing of the pipeline
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Channel:
+    """Batches flat records and writes them to the supervisor's socket at ``path``."""
+
+    def __init__(self, path: str, *, write_through: bool = False, max_pending_bytes: int = 16 << 20) -> None:
+        self._path = path
+        self._write_through = write_through
+        #: Queued items that make the caller's thread write (the capture hook reads it per record).
+        self.threshold = 1 if write_through else BATCH
+        self._max_pending = max_pending_bytes
+        self.items: deque[tuple[Any, ...]] = deque()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._fd_identity: tuple[int, int] | None = None
+        self._pending = bytearray()
+        self._dropped = 0
+        self._dropped_first = 0
+        self._dropped_last = 0
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self._connect()
+        self._start_thread()
+
+    @property
+    def write_through(self) -> bool:
+        return self._write_through
+
+    # --- caller side ---------------------------------------------------------
+    def submit(self, item: tuple[Any, ...]) -> None:
+        """Queue one flat item; write now when a batch is full (or in write-through mode)."""
+        items = self.items
+        items.append(item)
+        if len(items) >= self.threshold:
+            self.write()
+
+    def full(self) -> None:
+        """A batch is waiting (the capture hook calls this): write it on the caller's thread.
+
+        A child process writes each record through; when the runner is momentarily
+        behind it waits a little (never more than :data:`CHILD_WAIT`) rather than
+        keep the record: a pool terminates its workers right after their last task.
+        """
+        self.write(blocking_for=CHILD_WAIT if self._write_through else 0.0)
+
+    def write(self, *, blocking_for: float = 0.0) -> bool:
+        """Write everything queued; True when nothing is left pending.
+
+        ``blocking_for`` > 0 (at exit) waits up to that long for a slow reader.
+        """
+        with self._lock:
+            if os.getpid() != self.pid:
+                return False  # a forked child before its after-fork reset: never write the parent's stream
+            self._frame_queued()
+            return self._send(blocking_for)
+
+    def _frame_queued(self) -> None:
+        items = self.items
+        count = len(items)
+        if self._dropped and self._sock is not None and len(self._pending) < self._max_pending:
+            self._append_frame([(_DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
+            self._dropped = 0
+        if not count:
+            return
+        popleft = items.popleft
+        batch = [popleft() for _ in range(count)]
+        try:
+            data = marshal.dumps(batch)
+        except ValueError:
+            data = _marshal_each(batch)
+        self._append_frame_bytes(data, len(batch))
+
+    def _append_frame(self, batch: list[tuple[Any, ...]], count: int) -> None:
+        self._append_frame_bytes(marshal.dumps(batch), count)
+
+    def _append_frame_bytes(self, data: bytes, count: int) -> None:
+        if self._sock is None or len(self._pending) + len(data) + _HEADER > self._max_pending:
+            self._drop(count)
+            return
+        self._pending += len(data).to_bytes(_HEADER, "little")
+        self._pending += data
+
+    def _drop(self, count: int) -> None:
+        if count <= 0:
+            return
+        now = time.time_ns()
+        if not self._dropped:
+            self._dropped_first = now
+        self._dropped += count
+        self._dropped_last = now
+
+    def _send(self, blocking_for: float) -> bool:
+        pending = self._pending
+        if not pending:
+            return True
+        sock = self._checked_socket()
+        if sock is None:
+            return False
+        give_up_at = time.monotonic() + blocking_for
+        view = memoryview(pending)
+        sent = 0
+        try:
+            while sent < len(pending):
+                try:
+                    sent += sock.send(view[sent:])
+                except BlockingIOError:
+                    remaining = give_up_at - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    import select
+
+                    select.select([], [sock], [], min(remaining, 0.05))
+                except InterruptedError:
+                    continue
+        except OSError as error:
+            view.release()
+            self._lost_connection(error)
+            return False
+        view.release()
+        del pending[:sent]
+        return not pending
+
+    def _checked_socket(self) -> socket.socket | None:
+        sock = self._sock
+        if sock is None:
+            return None
+        if _identity(sock.fileno()) != self._fd_identity:
+            # The descriptor number now names something else (closed and reused, dup2'd over):
+            # let go of it without closing or writing it, and connect again.
+            sock.detach()
+            self._sock = None
+            say_once("the component closed the runner's connection; reconnecting")
+            self._connect()
+            return self._sock
+        return sock
+
+    def _lost_connection(self, error: OSError) -> None:
+        """The supervisor is gone or reset the stream: whatever is pending cannot be sent."""
+        say_once(f"lost the connection to the runner ({error.strerror or error}); records are dropped")
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
+        self._pending.clear()
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self._path)
+        except OSError as error:
+            sock.close()
+            say_once(f"cannot reach the runner at {self._path} ({error.strerror or error}); records are dropped")
+            return
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd_identity = _identity(sock.fileno())
+
+    # --- timer thread ----------------------------------------------------------
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="splight-runner-channel", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        wait = self._wake.wait
+        while not self._closed:
+            wait(FLUSH_INTERVAL)
+            if self.items or self._pending or self._dropped:
+                with contextlib.suppress(Exception):
+                    self.write()
+
+    # --- lifecycle ---------------------------------------------------------------
+    def close(self, timeout: float = 2.0) -> bool:
+        """Write everything (waiting at most ``timeout`` s for the supervisor to read), then stop."""
+        done = self.write(blocking_for=timeout)
+        self._closed = True
+        self._wake.set()
+        return done
+
+    def after_fork_in_child(self) -> None:
+        """A forked child gets its own connection; what the parent had queued is the parent's."""
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self.items.clear()
+        self._pending = bytearray()
+        self._dropped = 0
+        self._write_through = True
+        self.threshold = 1
+        old = self._sock
+        self._sock = None
+        if old is not None:
+            # The parent's stream: this process never writes to it, and closing its copy sends nothing.
+            with contextlib.suppress(OSError):
+                os.close(old.detach())
+        self._closed = False
+        self._wake = threading.Event()
+        self._connect()
+        self._start_thread()
+
+
+def _marshal_each(batch: list[tuple[Any, ...]]) -> bytes:
+    """A batch with a record ``marshal`` refused: that record is kept as plain text, the others as they are."""
+    from splight_runner.pipeline.flat import plain_value
+
+    fixed = []
+    for item in batch:
+        try:
+            marshal.dumps(item)
+        except ValueError:
+            item = tuple(plain_value(value) for value in item)
+        fixed.append(item)
+    return marshal.dumps(fixed)

@@ -1,0 +1,252 @@
+"""Flat records: what capture hands over, and how they become SDK log records.
+
+Why flat data and not ``logging.LogRecord`` objects: the caller's thread must
+let go of the record at once (a record kept for another thread costs the
+component in garbage-collector work and in GIL hand-offs), and under the runner
+the record crosses a process boundary to the supervisor, which hosts the
+export pipeline. So the capture hook reduces each record to a tuple of plain
+values (``marshal`` can carry it) and everything OpenTelemetry does with it
+happens here, in whichever process hosts the pipeline: the supervisor under
+``run-component``, the component itself under ``opentelemetry-instrument``.
+Both hosts call :class:`FlatEmitter`, so the exporters see the same SDK records
+either way.
+
+Layout (positions are the contract between :mod:`splight_runner.component.capture`
+and this module; ``tests`` round-trip real records through both):
+
+``(LOG, name, levelno, levelname, message, pathname, lineno, function,
+created, extras, exception, stack_info, trace_id, span_id, trace_flags)``
+    ``created`` is ``record.created`` (seconds, float); ``extras`` is ``None``
+    or a dict of the record's user attributes reduced to plain values;
+    ``exception`` is ``None`` or ``(type name, message, formatted text)``.
+``(STATUS, status, unix_nanos)``
+    a health transition, in the platform's vocabulary.
+``(DROPPED, count, first_unix_nanos, last_unix_nanos)``
+    records the sender had to drop (its buffer was full); reported once.
+``(OTEL, scope, timestamp, observed_timestamp, severity_number, severity_text,
+body, attributes, event_name, trace_id, span_id, trace_flags)``
+    a record made through the OTel Logs API in the component.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from splight_runner.engine import records
+
+LOG = 0
+STATUS = 1
+DROPPED = 2
+OTEL = 3
+
+#: Length of a LOG tuple.
+LOG_FIELDS = 15
+
+#: OTel severity text for the standard level names that OTel spells differently.
+_OTEL_LEVEL_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+#: Scope of the records the runner makes itself (status events, drop reports).
+RUNNER_SCOPE = "splight_runner"
+STATUS_SCOPE = "splight_runner.health"
+_EVENT_NAME_KEYS = ("otel.event.name", "event.name")
+
+
+class FlatEmitter:
+    """Turns flat items into SDK log records on one ``LoggerProvider``.
+
+    Not thread-safe: one thread of the hosting process feeds it.
+    """
+
+    def __init__(self, provider: Any, *, code_attributes: bool = False) -> None:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.instrumentation.log_utils import std_to_otel
+        from opentelemetry.trace import TraceFlags
+
+        self._provider = provider
+        self._code_attributes = code_attributes
+        self._loggers: dict[str, Any] = {}
+        self._LogRecord = LogRecord
+        self._SeverityNumber = SeverityNumber
+        self._TraceFlags = TraceFlags
+        self._std_to_otel = std_to_otel
+        #: The last status that went through, so the host knows whether a final one is owed.
+        self.last_status: str | None = None
+
+    def _logger(self, name: str) -> Any:
+        logger = self._loggers.get(name)
+        if logger is None:
+            if len(self._loggers) >= 1024:
+                # Bounded: a component that makes a logger per request must not grow this forever.
+                self._loggers.clear()
+            logger = self._loggers[name] = self._provider.get_logger(name)
+        return logger
+
+    def emit(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == LOG:
+            self.emit_log(item)
+        elif kind == STATUS:
+            self.emit_status(item[1], item[2])
+        elif kind == DROPPED:
+            self.emit_drop_report(item[1], item[2], item[3])
+        elif kind == OTEL:
+            self.emit_otel(item)
+
+    def emit_otel(self, item: tuple[Any, ...]) -> None:
+        (_, scope, timestamp, observed, severity_number, severity_text, body, attributes, event_name, *ids) = item
+        trace_id, span_id, trace_flags = ids
+        self._logger(scope or "").emit(
+            self._LogRecord(
+                timestamp=timestamp or None,
+                observed_timestamp=observed or None,
+                trace_id=trace_id or None,
+                span_id=span_id or None,
+                trace_flags=self._TraceFlags(trace_flags) if trace_id else None,
+                severity_text=severity_text,
+                severity_number=self._SeverityNumber(severity_number) if severity_number else None,
+                body=body,
+                attributes=attributes,
+                event_name=event_name,
+            )
+        )
+
+    def emit_log(self, item: tuple[Any, ...]) -> None:
+        (
+            _,
+            name,
+            levelno,
+            levelname,
+            message,
+            pathname,
+            lineno,
+            function,
+            created,
+            extras,
+            exception,
+            stack_info,
+            trace_id,
+            span_id,
+            trace_flags,
+        ) = item
+        attributes: dict[str, Any] = {records.ATTR_CODE_FILE_PATH: pathname}
+        if self._code_attributes:
+            attributes[records.ATTR_CODE_FUNCTION] = function
+            attributes[records.ATTR_CODE_LINE] = lineno
+        event_name = None
+        if extras:
+            for key, value in extras.items():
+                if key == "tags":
+                    if value is not None:
+                        attributes[records.ATTR_TAGS] = value
+                elif key in _EVENT_NAME_KEYS:
+                    event_name = event_name or value
+                else:
+                    attributes[key] = value
+        if exception is not None:
+            type_name, exc_message, text = exception
+            if type_name:
+                attributes[records.ATTR_EXCEPTION_TYPE] = type_name
+                attributes[records.ATTR_EXCEPTION_MESSAGE] = exc_message
+            if text:
+                attributes[records.ATTR_EXCEPTION_STACKTRACE] = text
+        elif stack_info:
+            attributes[records.ATTR_EXCEPTION_STACKTRACE] = stack_info
+        timestamp = int(created * 1e9)
+        self._logger(name).emit(
+            self._LogRecord(
+                timestamp=timestamp,
+                observed_timestamp=timestamp,
+                trace_id=trace_id or None,
+                span_id=span_id or None,
+                trace_flags=self._TraceFlags(trace_flags) if trace_id else None,
+                severity_text=_OTEL_LEVEL_TEXT.get(levelname, levelname),
+                severity_number=self._std_to_otel(levelno),
+                body=message,
+                attributes=attributes,
+                event_name=event_name if isinstance(event_name, str) else None,
+            )
+        )
+
+    def emit_status(self, status: str, unix_nanos: int | None = None) -> None:
+        """A health transition as the ``splight.component.status`` event."""
+        self.last_status = status
+        now = unix_nanos or time.time_ns()
+        self._logger(STATUS_SCOPE).emit(
+            self._LogRecord(
+                timestamp=now,
+                observed_timestamp=now,
+                severity_text="INFO",
+                severity_number=self._SeverityNumber.INFO,
+                body=status,
+                attributes={records.ATTR_STATUS: status},
+                event_name=records.STATUS_EVENT_NAME,
+            )
+        )
+
+    def emit_drop_report(self, count: int, first_ns: int, last_ns: int, limit: str = "") -> None:
+        """One WARNING record saying how many records were dropped, and when."""
+        if count <= 0:
+            return
+        now = time.time_ns()
+        self._logger(RUNNER_SCOPE).emit(
+            self._LogRecord(
+                timestamp=now,
+                observed_timestamp=now,
+                severity_text="WARN",
+                severity_number=self._SeverityNumber.WARN,
+                body=records.drop_message(count, first_ns, last_ns, limit),
+                attributes={records.ATTR_DROPPED_COUNT: count},
+            )
+        )
+
+
+def plain_value(value: Any, depth: int = 0) -> Any:
+    """``value`` as something ``marshal`` and OTel attributes can carry.
+
+    Runs on the component's thread for extras that are not already plain, so it
+    must never raise: containers are copied (cut at a fixed depth, which also
+    cuts cycles), anything else becomes its ``str`` or a placeholder naming its
+    type when even that fails.
+    """
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int or kind is float:
+        return value
+    if depth >= 8:
+        return "<nested too deep>"
+    try:
+        if isinstance(value, str):
+            return str.__str__(value)
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        if isinstance(value, (list, tuple)):
+            return [plain_value(v, depth + 1) for v in value[:1000]]
+        if isinstance(value, Mapping):
+            return {_key(k): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
+        return str(value)
+    except Exception:
+        return unprintable(value)
+
+
+def _key(key: Any) -> str:
+    if type(key) is str:
+        return key
+    try:
+        return str(key)
+    except Exception:
+        return unprintable(key)
+
+
+def unprintable(value: Any) -> str:
+    """The placeholder for a value whose ``str`` raised."""
+    try:
+        name = type(value).__name__
+    except Exception:
+        name = "object"
+    return f"<unprintable {name}>"

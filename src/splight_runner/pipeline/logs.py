@@ -1,0 +1,222 @@
+"""One log pipeline, whichever process hosts it.
+
+An SDK ``LoggerProvider`` with the component's resource, one processor per
+exporter ``OTEL_LOGS_EXPORTER`` names (the Splight processor for ``splight``,
+the SDK's ``BatchLogRecordProcessor`` for the others), the flat-record emitter,
+and per-destination accounting. The supervisor builds one with
+:func:`build`; under ``opentelemetry-instrument`` the component wraps the
+provider upstream's set-up made. Either way the same code decides what goes in
+(statuses only for components), what the final status is, and what is said at
+the end about records that could not be delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from splight_runner.diagnostics import say
+from splight_runner.engine import records
+from splight_runner.pipeline.flat import LOG, STATUS, FlatEmitter
+
+#: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
+SPLIGHT = "splight"
+
+
+class CountingExporter(LogRecordExporter):
+    """Counts what reached its exporter and what the exporter confirmed, for the exit report."""
+
+    def __init__(self, name: str, inner: LogRecordExporter) -> None:
+        self.name = name
+        self._inner = inner
+        self.exported = 0
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        result = self._inner.export(batch)
+        if result == LogRecordExportResult.SUCCESS:
+            self.exported += len(batch)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingProcessor(LogRecordProcessor):
+    """Counts records handed to a processor (the SDK's batch processor drops silently when full)."""
+
+    def __init__(self, inner: LogRecordProcessor, exporter: CountingExporter) -> None:
+        self._inner = inner
+        self.exporter = exporter
+        self.emitted = 0
+
+    def on_emit(self, log_record: Any) -> None:  # type: ignore[override]
+        self.emitted += 1
+        self._inner.on_emit(log_record)
+
+    def emit(self, log_record: Any) -> None:
+        self.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def undelivered(self) -> int:
+        return max(0, self.emitted - self.exporter.exported)
+
+
+class LogPipeline:
+    """Feeds flat items into a provider and owns the end: final status, last flush, exit report."""
+
+    def __init__(
+        self,
+        provider: Any,
+        *,
+        splight: Any = None,
+        others: Sequence[CountingProcessor] = (),
+        process_type: str = "component",
+        code_attributes: bool = False,
+    ) -> None:
+        self.provider = provider
+        #: The Splight processor, if ``splight`` is a destination (it gives back-pressure and exact counts).
+        self.splight = splight
+        self.others = list(others)
+        self.sends_statuses = records.sends_status(process_type)
+        self.emitter = FlatEmitter(provider, code_attributes=code_attributes)
+        self._ended = False
+
+    # --- feeding -----------------------------------------------------------------
+    def emit(self, item: tuple[Any, ...]) -> None:
+        if item[0] == STATUS and not self.sends_statuses:
+            return  # an agent or compute node sends records, never a status
+        self.emitter.emit(item)
+
+    def has_room(self) -> bool:
+        return self.splight is None or self.splight.has_room()
+
+    def wait_for_room(self, deadline: Callable[[], float | None]) -> bool:
+        """Hold the feeder while the Splight queue is full and the Engine is taking records.
+
+        A burst while the Engine is healthy waits here (held in bytes by the
+        supervisor's intake) instead of being dropped. While the Engine is failing,
+        the queue's bound (``OTEL_BLRP_MAX_QUEUE_SIZE``) applies: the newest records
+        are dropped and counted, and reported once the Engine is back. False once the
+        exit deadline has passed.
+        """
+        splight = self.splight
+        while splight is not None and not splight.has_room() and not splight.engine_is_failing():
+            give_up_at = deadline()
+            if give_up_at is not None and time.monotonic() >= give_up_at:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def report_drops(self, count: int, first_ns: int, last_ns: int) -> None:
+        if self.splight is not None:
+            self.splight.drops.add_span(count, first_ns, last_ns)
+        else:
+            self.emitter.emit_drop_report(count, first_ns, last_ns)
+
+    @property
+    def last_status(self) -> str | None:
+        return self.emitter.last_status
+
+    # --- the end ---------------------------------------------------------------------
+    def end(self, exit_status: str | None, give_up_at: float, *, lost_before: int = 0) -> int:
+        """Final status (if owed) as the last record, one flush bounded by ``give_up_at``, the report.
+
+        Returns the number of records that could not be delivered to some destination.
+        """
+        if self._ended:
+            return 0
+        self._ended = True
+        final = records.final_status(self.last_status, exit_status) if self.sends_statuses else None
+        if final is not None:
+            self.emitter.emit((STATUS, final, time.time_ns()))
+        if self.splight is not None:
+            self.splight.final_flush(give_up_at)
+        closer = threading.Thread(target=self._close_provider, name="splight-runner-shutdown", daemon=True)
+        try:
+            closer.start()
+        except RuntimeError:  # Python 3.12+ starts no thread from atexit: close inline
+            self._close_provider()
+        else:
+            closer.join(max(0.0, give_up_at - time.monotonic()))
+        return self._report(final, lost_before)
+
+    def _close_provider(self) -> None:
+        try:
+            self.provider.shutdown()
+        except Exception as error:
+            say(f"closing the log pipeline failed ({type(error).__name__}: {error})")
+
+    def _report(self, final: str | None, lost_before: int) -> int:
+        """One line per destination that could not take everything."""
+        total = 0
+        if self.splight is not None:
+            lost = self.splight.undelivered_records() + lost_before
+            statuses = self.splight.undelivered_statuses()
+            total += lost
+            if lost or statuses:
+                what = [f"{lost} log records"] if lost else []
+                what += [f"status {status}" for status in statuses]
+                say(f"splight (the Splight Engine): {' and '.join(what)} could not be delivered before exit")
+        for processor in self.others:
+            lost = processor.undelivered() + lost_before
+            total += lost
+            if lost:
+                say(f"{processor.exporter.name}: {lost} log records could not be delivered before exit")
+        return total
+
+
+def build(
+    exporter_names: Sequence[str],
+    resource_attributes: dict[str, Any],
+    *,
+    make_splight_processor: Callable[[], Any],
+    process_type: str,
+    code_attributes: bool,
+) -> LogPipeline:
+    """A provider with the component's resource and every destination, for the supervisor."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create(resource_attributes), shutdown_on_exit=False)
+    splight = None
+    others: list[CountingProcessor] = []
+    for name in exporter_names:
+        if name == SPLIGHT:
+            splight = make_splight_processor()
+            provider.add_log_record_processor(splight)
+            continue
+        exporter = CountingExporter(name, exporter_class(name)())
+        processor = CountingProcessor(BatchLogRecordProcessor(exporter), exporter)
+        provider.add_log_record_processor(processor)
+        others.append(processor)
+    return LogPipeline(
+        provider, splight=splight, others=others, process_type=process_type, code_attributes=code_attributes
+    )
+
+
+def exporter_class(name: str) -> type:
+    """The log exporter class upstream's set-up would load for ``name``.
+
+    ``otlp`` follows ``OTEL_EXPORTER_OTLP_PROTOCOL`` as upstream resolves it.
+    """
+    from opentelemetry.sdk._configuration import _get_exporter_entry_point, _import_exporters
+
+    resolved = _get_exporter_entry_point(name, "logs")
+    return _import_exporters([], [], [resolved])[2][resolved]
+
+
+__all__ = ["LOG", "CountingExporter", "CountingProcessor", "LogPipeline", "build", "exporter_class"]

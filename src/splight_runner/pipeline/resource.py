@@ -1,0 +1,31 @@
+"""The component's resource attributes: one rule for both pipeline hosts.
+
+Light on purpose (no OpenTelemetry import): the component's set-up reads it too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from splight_runner import environment as names
+from splight_runner.engine import records
+
+
+def resource_attributes(
+    process_id: str | None, process_type: str, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``splight.process.type``, ``splight.component.id`` and a ``service.name`` default.
+
+    ``service.name`` is ``splight-<process type>`` unless ``OTEL_SERVICE_NAME`` or
+    ``OTEL_RESOURCE_ATTRIBUTES`` names one (``Resource.create`` applies those).
+    """
+    env = os.environ if env is None else env
+    attributes: dict[str, Any] = {records.RESOURCE_PROCESS_TYPE: process_type}
+    if process_id:
+        attributes[records.RESOURCE_COMPONENT_ID] = process_id
+    explicit = env.get(names.OTEL_RESOURCE_ATTRIBUTES, "")
+    if not env.get(names.OTEL_SERVICE_NAME) and "service.name=" not in explicit.replace(" ", ""):
+        attributes["service.name"] = f"splight-{process_type}"
+    return attributes

@@ -1,0 +1,261 @@
+"""The supervisor hosts the export pipeline; the component only captures.
+
+Why here and not in the component: the supervisor is the component's parent,
+with its own GIL and a longer life. Exporting on the component's GIL costs
+every ``logger.info``; exporting inside the component's lifetime loses what it
+logged just before a SIGKILL, a segfault or an OOM kill, and cannot send a
+final status for a death it does not survive. Here, records sit in the
+kernel's socket buffer or in this process as soon as the component's channel
+wrote them (see :mod:`splight_runner.component.channel`), and the final status
+is simply the pipeline's last record, to every exporter.
+
+The way through this module, in order:
+
+1. a listening Unix socket in the runner's private state folder, made before
+   the child starts; every process of the component connects once;
+2. the *reader* thread accepts, reads length-prefixed ``marshal`` frames, and
+   puts them in the *intake*, bounded in bytes: it never waits on the
+   pipeline, so a slow Engine never makes the component's writes back up;
+   past the bound whole frames are dropped and counted;
+3. the *feeder* thread turns frames into SDK log records
+   (:class:`~splight_runner.pipeline.flat.FlatEmitter`) on the SDK
+   ``LoggerProvider`` built from the component's resource and every exporter
+   ``OTEL_LOGS_EXPORTER`` names. It waits while the Splight processor's queue
+   is full instead of letting it drop, so a burst is held (in bytes) rather
+   than lost;
+4. at the end (:meth:`PipelineHost.finish`), after the child has exited and
+   its connections reached end-of-file, the final status goes in last, then
+   one flush bounded by one deadline, then one line per destination for what
+   could not be delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from splight_runner.diagnostics import say
+
+_HEADER = 4
+#: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
+MAX_FRAME = 512 << 20
+#: How long after the child's exit the host waits for its other processes' connections to close.
+_EOF_GRACE = 0.3
+
+
+class _Connection:
+    __slots__ = ("buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+
+class PipelineHost:
+    """Reader, intake and feeder of the supervisor-hosted pipeline."""
+
+    def __init__(self, folder: str, *, max_intake_bytes: int = 64 << 20) -> None:
+        self.path = os.path.join(folder, "channel")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(64)
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._connections: dict[int, _Connection] = {}
+        self.connections_seen = 0
+        self._max_intake = max_intake_bytes
+        self._intake: deque[tuple[list[Any], int]] = deque()
+        self._intake_bytes = 0
+        self._intake_lock = threading.Lock()
+        self._intake_ready = threading.Condition(self._intake_lock)
+        self._reading = True
+        self._input_ended = threading.Event()
+        self.dropped = 0
+        self._dropped_first = 0
+        self._dropped_last = 0
+        self.pipeline: Any = None
+        self._pipeline_ready = threading.Event()
+        self._feeding_done = threading.Event()
+        self._give_up_at: float | None = None
+        self._reader = threading.Thread(target=self._read_loop, name="splight-runner-reader", daemon=True)
+
+    def start(self) -> None:
+        """Start reading (after the child started: the supervisor forks with no other thread running)."""
+        self._reader.start()
+
+    # --- building the pipeline (off the component's start-up path) -------------
+    def start_pipeline(self, build: Any) -> None:
+        """Build the pipeline with ``build()`` in a thread, then start feeding it."""
+
+        def run() -> None:
+            try:
+                self.pipeline = build()
+            except Exception as error:
+                say(f"could not set up the export pipeline, records are not shipped ({type(error).__name__}: {error})")
+                self.pipeline = None
+            self._pipeline_ready.set()
+            self._feed_loop()
+
+        threading.Thread(target=run, name="splight-runner-pipeline", daemon=True).start()
+
+    # --- reader ------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        selector = self._selector
+        while self._reading or self._connections:
+            try:
+                events = selector.select(0.05)
+            except OSError:
+                break
+            for key, _ in events:
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.data)
+            if not self._reading and not events:
+                break
+        for connection in list(self._connections.values()):
+            self._close(connection)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._input_ended.set()
+        with self._intake_ready:
+            self._intake_ready.notify_all()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, OSError):
+                return
+            sock.setblocking(False)
+            connection = _Connection(sock)
+            self._connections[sock.fileno()] = connection
+            self.connections_seen += 1
+            self._selector.register(sock, selectors.EVENT_READ, connection)
+
+    def _read(self, connection: _Connection) -> None:
+        try:
+            data = connection.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(connection)
+            return
+        buffer = connection.buffer
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= _HEADER:
+            size = int.from_bytes(buffer[offset : offset + _HEADER], "little")
+            if size > MAX_FRAME:
+                say("a component process sent a malformed record stream; its connection is closed")
+                self._close(connection)
+                return
+            end = offset + _HEADER + size
+            if len(buffer) < end:
+                break
+            self._take_frame(bytes(buffer[offset + _HEADER : end]))
+            offset = end
+        if offset:
+            del buffer[:offset]
+
+    def _take_frame(self, frame: bytes) -> None:
+        try:
+            items = marshal.loads(frame)
+        except Exception:
+            say("a component process sent a frame that cannot be read; it is skipped")
+            return
+        if not isinstance(items, list):
+            return
+        size = len(frame)
+        with self._intake_ready:
+            if self._intake_bytes + size > self._max_intake:
+                self._count_drop(sum(1 for item in items if item and item[0] == 0))
+                return
+            self._intake.append((items, size))
+            self._intake_bytes += size
+            self._intake_ready.notify()
+
+    def _count_drop(self, count: int) -> None:
+        now = time.time_ns()
+        if not self.dropped:
+            self._dropped_first = now
+        self.dropped += count
+        self._dropped_last = now
+
+    def _close(self, connection: _Connection) -> None:
+        with contextlib.suppress(Exception):
+            self._selector.unregister(connection.sock)
+        self._connections.pop(connection.sock.fileno(), None)
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+
+    # --- feeder ------------------------------------------------------------------
+    def _feed_loop(self) -> None:
+        pipeline = self.pipeline
+        try:
+            while True:
+                with self._intake_ready:
+                    while not self._intake and not self._input_ended.is_set():
+                        self._intake_ready.wait(0.2)
+                    if not self._intake:
+                        break
+                    items, size = self._intake.popleft()
+                    self._intake_bytes -= size
+                if pipeline is None:
+                    continue
+                for item in items:
+                    if not pipeline.wait_for_room(self._deadline):
+                        self._count_drop(1 if item[0] == 0 else 0)
+                        continue
+                    try:
+                        pipeline.emit(item)
+                    except Exception as error:  # one bad record never stops the feeder
+                        say(f"a record could not be converted ({type(error).__name__}: {error})")
+                if self.dropped and pipeline.has_room():
+                    with self._intake_lock:
+                        count, first, last = self.dropped, self._dropped_first, self._dropped_last
+                        self.dropped = 0
+                    pipeline.report_drops(count, first, last)
+        finally:
+            self._feeding_done.set()
+
+    def _deadline(self) -> float | None:
+        return self._give_up_at
+
+    # --- the end -----------------------------------------------------------------
+    def finish(self, give_up_at: float) -> Any:
+        """End of input: wait for the component's connections to close, and everything to be fed.
+
+        Returns the pipeline (``None`` when it could not be built) for the final status
+        and the last flush; never waits past ``give_up_at``.
+        """
+        self._give_up_at = give_up_at
+        eof_by = min(give_up_at, time.monotonic() + _EOF_GRACE)
+        while self._connections and time.monotonic() < eof_by:
+            time.sleep(0.01)
+        self._reading = False
+        self._reader.join(max(0.0, give_up_at - time.monotonic()))
+        self._pipeline_ready.wait(max(0.0, give_up_at - time.monotonic()))
+        self._feeding_done.wait(max(0.0, give_up_at - time.monotonic()))
+        with self._intake_lock:
+            left = sum(sum(1 for item in items if item and item[0] == 0) for items, _ in self._intake)
+            self._intake.clear()
+            self._intake_bytes = 0
+        if left:
+            self._count_drop(left)
+        return self.pipeline if self._pipeline_ready.is_set() else None
+
+    def close(self) -> None:
+        self._reading = False
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
