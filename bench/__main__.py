@@ -116,12 +116,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return ns
 
 
+SMOKE_LINE = (
+    "smoke run: tiny sizes, one run each; it checks that every row runs and measures nothing against "
+    "the targets (make bench does)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = _parse(argv)
     ctx = Context(runs=ns.runs or (1 if ns.smoke else 5), smoke=ns.smoke)
     header = machine()
     for line in header:
         progress(line)
+    if ctx.smoke:
+        progress(SMOKE_LINE)
     progress(f"rows: {', '.join(ns.selected)}; {ctx.runs} run(s) each{' (smoke sizes)' if ctx.smoke else ''}")
     results: list[RowResult] = []
     for name in ns.selected:
@@ -135,13 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{name}: {'ERROR ' + result.error if result.error else 'done'} in {result.seconds:.1f}s")
         results.append(result)
 
+    if ctx.smoke:
+        print(SMOKE_LINE)
     print()
     for line in header:
         print(line)
     print(f"runs:    {ctx.runs} per configuration{' (smoke sizes)' if ctx.smoke else ''}; "
           f"figures are median (min{DASH}max) over runs")  # fmt: skip
     print()
-    print(render(results, markdown=ns.markdown))
+    print(render(results, markdown=ns.markdown, judge=not ctx.smoke))
     for result in results:
         for note in result.notes:
             print(f"note: {note}")
@@ -149,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     missed = sum(1 for line in figures if line.ok is False)
     errors = [result.name for result in results if result.error]
     print()
-    print(
-        f"{sum(1 for line in figures if line.ok)} targets met, {missed} missed, "
-        f"{len(errors)} rows with errors{': ' + ', '.join(errors) if errors else ''}"
+    verdicts = (
+        "targets not judged (smoke)"
+        if ctx.smoke
+        else f"{sum(1 for line in figures if line.ok)} targets met, {missed} missed"
     )
+    print(f"{verdicts}, {len(errors)} rows with errors{': ' + ', '.join(errors) if errors else ''}")
     return 1 if errors else 0
 
 

@@ -142,8 +142,14 @@ def med(values: Iterable[float]) -> float:
 # --- the table ---------------------------------------------------------------------------
 
 
-def render(results: Sequence[RowResult], *, markdown: bool) -> str:
-    """The results table: one line per figure, median (min to max), target and a check mark."""
+NOT_JUDGED = "(not judged in smoke)"
+
+
+def render(results: Sequence[RowResult], *, markdown: bool, judge: bool = True) -> str:
+    """The results table: one line per figure, median (min to max), target and a check mark.
+
+    ``judge=False`` (smoke sizes) shows no target and no check mark: tiny sizes measure nothing.
+    """
     header = ("row", "figure", f"median (min{DASH}max)", "target", "", "detail")
     rows: list[tuple[str, ...]] = []
     for result in results:
@@ -156,8 +162,8 @@ def render(results: Sequence[RowResult], *, markdown: bool) -> str:
                     result.name if index == 0 else "",
                     line.figure,
                     line.value_text(),
-                    line.target.text if line.target else "reported",
-                    line.verdict(),
+                    (line.target.text if judge else NOT_JUDGED) if line.target else "reported",
+                    line.verdict() if judge else "",
                     line.detail,
                 )
             )

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -292,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             name, _ = parse_manifest(data.decode("utf-8"))
             found = built_binary(cache_root(), manifest_key(data), name)
             if found is None:
-                print(f"not built yet: run python {Path(__file__).name}", file=sys.stderr)
+                # The command as typed from where we are (collector-config/build.py from the repo root).
+                script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+                print(f"not built yet: run python3 {shlex.quote(script)}", file=sys.stderr)
                 return 1
             print(found)
             return 0

@@ -343,7 +343,8 @@ def test_agent_forwards_component_log_and_otlp(run_collector, tmp_path: Path) ->
     sink = Sink()
     try:
         expected = write_component_log(tmp_path / "components.log")
-        env, ports = agent_env(tmp_path, sink.port)
+        # The file is there before the agent starts: forward it whole.
+        env, ports = agent_env(tmp_path, sink.port, SPLIGHT_FILELOG_START_AT="beginning")
         collector = run_collector(AGENT, env)
         collector.wait_healthy(ports["health"])
 
@@ -431,6 +432,7 @@ def test_agent_appends_and_uses_env_names(run_collector, tmp_path: Path) -> None
         )
         collector = run_collector(AGENT, env)
         collector.wait_healthy(ports["health"])
+        time.sleep(1.5)  # past the receiver's first look at the files (start_at end)
         formatter = splight_formatter()
         with log.open("a") as fh:
             for i in range(3):
@@ -461,7 +463,7 @@ def test_persistent_queue_survives_restart_while_gateway_is_down(run_collector, 
             formatter.format(make_record(logging.WARNING, f"queued {i}", i, "/app/main.py", 7)) + "\n" for i in range(5)
         )
     )
-    env, ports = agent_env(tmp_path, gateway_port)
+    env, ports = agent_env(tmp_path, gateway_port, SPLIGHT_FILELOG_START_AT="beginning")
     first = run_collector(AGENT, env, name="first")
     first.wait_healthy(ports["health"])
 
@@ -478,7 +480,7 @@ def test_persistent_queue_survives_restart_while_gateway_is_down(run_collector, 
     try:
         second = run_collector(AGENT, env, name="second")
         second.wait_healthy(ports["health"])
-        received = sink.wait_for(5, timeout=60, collector=second)
+        received = sink.wait_for(6, timeout=60, collector=second)
     finally:
         sink.close()
     bodies = sorted(body_of(r) for _, _, r in received)
@@ -488,6 +490,46 @@ def test_persistent_queue_survives_restart_while_gateway_is_down(run_collector, 
     for resource, _, record in received:
         assert resource["splight.component.id"] == COMPONENT_ID
         assert record.severity_text == "WARNING"
+
+
+def test_agent_never_forwards_files_left_before_it_first_started(run_collector, tmp_path: Path) -> None:
+    """Default start_at end: a file already there is not forwarded; new files are read whole; restarts resume."""
+    formatter = splight_formatter()
+
+    def append(path: Path, *messages: str) -> None:
+        with path.open("a") as fh:
+            for i, message in enumerate(messages):
+                fh.write(formatter.format(make_record(logging.INFO, message, i, "/app/main.py", 1)) + "\n")
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    left = logs / "left.log"
+    append(left, "left 0", "left 1")  # another program's file, there before the agent
+    sink = Sink()
+    try:
+        env, ports = agent_env(tmp_path, sink.port, SPLIGHT_COMPONENT_LOG=str(logs / "*.log"))
+        first = run_collector(AGENT, env, name="first")
+        first.wait_healthy(ports["health"])
+        time.sleep(1.5)  # past the receiver's first poll (every 200 ms)
+        append(left, "appended 0")
+        append(logs / "new.log", "new 0", "new 1")  # created after the start: read from its first line
+        sink.wait_for(3, timeout=60, collector=first)
+        assert first.stop() == 0, first.log_text()
+
+        append(left, "while stopped 0")  # a known file: the restart resumes at its offset
+        appeared = logs / "appeared.log"
+        append(appeared, "appeared while stopped")  # after the first start: read whole at the restart
+        second = run_collector(AGENT, env, name="second")
+        second.wait_healthy(ports["health"])
+        time.sleep(1.5)
+        append(appeared, "appeared after restart")
+        received = sink.wait_for(6, timeout=60, collector=second)
+    finally:
+        sink.close()
+    bodies = sorted(body_of(r) for _, _, r in received)
+    assert bodies == sorted(
+        ["appended 0", "new 0", "new 1", "while stopped 0", "appeared while stopped", "appeared after restart"]
+    ), bodies
 
 
 def test_validate_reports_bad_config(collector_binary: Path, tmp_path: Path) -> None:
