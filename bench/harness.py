@@ -248,16 +248,31 @@ def _why(stderr: str) -> str:
     return (own or lines or ["(no stderr)"])[-1].strip()
 
 
-def run_component(name: str, env: Mapping[str, str], *, timeout: float = 300.0, expect_result: bool = True) -> Run:
-    """``splight-runner run-component bench/components/NAME --component-id=C1``."""
+def run_component(
+    name: str,
+    env: Mapping[str, str],
+    *,
+    timeout: float = 300.0,
+    expect_result: bool = True,
+    prefix: Sequence[str] = (),
+    runner: Sequence[str] | None = None,
+) -> Run:
+    """``splight-runner run-component bench/components/NAME --component-id=C1``.
+
+    ``prefix`` goes before the command (``taskset -c 0``); ``runner`` replaces this
+    checkout's ``splight-runner`` (the seed release's, from its own venv).
+    """
     main = COMPONENTS / name
-    argv = [*runner_command(), "run-component", str(main), f"--component-id={COMPONENT_ID}"]
+    command = list(runner) if runner is not None else runner_command()
+    argv = [*prefix, *command, "run-component", str(main), f"--component-id={COMPONENT_ID}"]
     return _run(argv, cwd=COMPONENTS, env=env, timeout=timeout, expect_result=expect_result)
 
 
-def run_plain(name: str, env: Mapping[str, str], *, timeout: float = 300.0, expect_result: bool = True) -> Run:
+def run_plain(
+    name: str, env: Mapping[str, str], *, timeout: float = 300.0, expect_result: bool = True, prefix: Sequence[str] = ()
+) -> Run:
     """The same component as ``python NAME --component-id C1``: no runner at all."""
-    argv = [sys.executable, name, "--component-id", COMPONENT_ID]
+    argv = [*prefix, sys.executable, name, "--component-id", COMPONENT_ID]
     return _run(argv, cwd=COMPONENTS, env=env, timeout=timeout, expect_result=expect_result)
 
 

@@ -120,18 +120,18 @@ def row_emit(ctx: Context) -> RowResult:
             run.result["delivered"] = _received(engine, "bench.emit")
             return run
 
-        # The hook alone: the capture thread takes records off and discards them (no conversion, no export).
+        # The hook alone: the channel discards full batches (nothing written to the runner).
         hook_env = {**env, "BENCH_MODE": "hook-only"}
         plain, measured, hook_only = _each_run(
             ctx,
             "emit",
             ("plain python", lambda: run_plain("emit.py", env)),
             ("run-component", runner),
-            ("run-component, capture thread discarding", lambda: run_component("emit.py", hook_env)),
+            ("run-component, channel discarding", lambda: run_component("emit.py", hook_env)),
         )
     result.lines = _emit_lines(plain, measured, 1.15, "runner")
     hook_cpu = _emit_lines(plain, hook_only, None, "hook alone")[1]
-    hook_cpu.figure = "thread CPU, hook alone (nothing converted) ÷ plain"
+    hook_cpu.figure = "thread CPU, hook alone (nothing handed over) ÷ plain"
     result.lines.append(hook_cpu)
     expected = n + min(500, n)
     delivered = med(run.result["delivered"] for run in measured)
@@ -182,6 +182,131 @@ def row_emit_stock(ctx: Context) -> RowResult:
         ("plain python + stock LoggingHandler", lambda: run_plain("emit.py", stock_env)),
     )
     result.lines = _emit_lines(plain, measured, None, "stock handler")
+    return result
+
+
+def row_emit_cheap(ctx: Context) -> RowResult:
+    """A cheap call (StreamHandler on stdout, a pipe): plain vs this runner vs splight-runner 1.1.6 in its venv."""
+    result = RowResult("emit-cheap", "emit cost on a cheap call (stdout to a pipe)")
+    n = ctx.size(50_000, 2_000)
+    seed_dir = stock.SEED.ready() if ctx.smoke else stock.SEED.ensure()
+    with _engine() as engine:
+        env = engine_env(engine.url, BENCH_N=str(n), BENCH_MODE="plain", BENCH_HANDLER="stdout")
+        steps: list[tuple[str, Callable[[], Run]]] = [
+            ("plain python", lambda: run_plain("emit.py", env)),
+            ("run-component", lambda: run_component("emit.py", env)),
+        ]
+        if seed_dir is not None:
+            seed = [str(seed_dir / "bin" / "splight-runner")]
+            seed_env = {**env, "COMPONENT_ID": COMPONENT_ID}
+            steps.append(
+                (f"splight-runner {stock.SEED_VERSION}", lambda: run_component("emit.py", seed_env, runner=seed))
+            )
+        outcomes = _each_run(ctx, "emit-cheap", *steps)
+    plain, measured = outcomes[0], outcomes[1]
+    seed_target = 1.3
+    if seed_dir is not None:
+        seed_runs = outcomes[2]
+        seed_lines = _emit_lines(plain, seed_runs, None, f"splight-runner {stock.SEED_VERSION}")
+        seed_target = min(1.3, med(ratios([r.result["wall"] for r in seed_runs], [r.result["wall"] for r in plain])))
+        result.lines = _emit_lines(plain, measured, seed_target, "runner") + seed_lines
+    else:
+        result.lines = _emit_lines(plain, measured, seed_target, "runner")
+        result.notes.append("emit-cheap: the seed venv was not created (smoke skips it; run the full suite once)")
+    result.notes.append(
+        f"emit-cheap: target is the seed release's own wall ratio in this run, at most x1.3 (here x{seed_target:.2f})"
+    )
+    return result
+
+
+def row_burst(ctx: Context) -> RowResult:
+    """100,000 records as fast as the component can log them, Engine up, default settings: all delivered?"""
+    result = RowResult("burst", "burst, Engine up, default settings")
+    n = ctx.size(100_000, 5_000)
+    with _engine() as engine:
+        env = engine_env(engine.url, BENCH_N=str(n))
+
+        def burst() -> dict[str, float]:
+            engine.clear()
+            run = run_component("burst.py", env, timeout=600)
+            return {"delivered": _received(engine, "bench.burst"), "loop": run.result["loop"], "wall": run.wall}
+
+        (runs,) = _each_run(ctx, "burst", (f"run-component, {n:,} records", burst))
+    result.lines.append(
+        Line(
+            "records delivered",
+            [run["delivered"] / n * 100 for run in runs],
+            "%",
+            at_least(100, "%"),
+            f"{n:,} records logged in {med(r['loop'] for r in runs):.2f} s; "
+            f"run-component wall {med(r['wall'] for r in runs):.2f} s",
+        )
+    )
+    return result
+
+
+def row_sigkill(ctx: Context) -> RowResult:
+    """Records logged, then the component SIGKILLed 50 ms later: how many never reach the Engine?"""
+    result = RowResult("sigkill", "records lost to a SIGKILL 50 ms after logging")
+    n = ctx.size(5_000, 500)
+    with _engine() as engine:
+        env = engine_env(engine.url, BENCH_N=str(n))
+
+        def killed() -> dict[str, float]:
+            engine.clear()
+            main = BENCH_DIR / "components" / "killed.py"
+            process = subprocess.Popen(
+                [*runner_command(), "run-component", str(main), f"--component-id={COMPONENT_ID}"],
+                cwd=main.parent,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            try:
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                if not line.startswith("logged "):
+                    raise ComponentFailed(f"sigkill: the component did not start ({line.strip() or 'no output'})")
+                time.sleep(0.05)
+                os.kill(int(line.split()[1]), signal.SIGKILL)
+                process.wait(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            return {"lost": n - _received(engine, "bench.killed"), "returncode": process.returncode}
+
+        (runs,) = _each_run(ctx, "sigkill", (f"run-component, {n:,} records, SIGKILL", killed))
+    result.lines.append(
+        Line(
+            "records lost",
+            [float(run["lost"]) for run in runs],
+            "records",
+            at_most(0, "records"),
+            f"{n:,} records; runner exit {sorted({int(r['returncode']) for r in runs})}",
+        )
+    )
+    return result
+
+
+def row_pinned(ctx: Context) -> RowResult:
+    """The emit rows once more with the component and the runner on one CPU (``taskset -c 0``)."""
+    result = RowResult("pinned", "emit cost, everything on one CPU")
+    n = ctx.size(50_000, 2_000)
+    pin = ["taskset", "-c", "0"]
+    with _engine() as engine:
+        for handler, label in (("devnull", "bench handler"), ("stdout", "cheap call")):
+            env = engine_env(engine.url, BENCH_N=str(n), BENCH_MODE="plain", BENCH_HANDLER=handler)
+            plain, measured = _each_run(
+                ctx,
+                f"pinned ({label})",
+                ("plain python, taskset -c 0", lambda env=env: run_plain("emit.py", env, prefix=pin)),
+                ("run-component, taskset -c 0", lambda env=env: run_component("emit.py", env, prefix=pin)),
+            )
+            for line in _emit_lines(plain, measured, None, "runner"):
+                line.figure = f"{label}: {line.figure}"
+                result.lines.append(line)
     return result
 
 
@@ -500,10 +625,14 @@ ROWS: dict[str, Callable[[Context], RowResult]] = {
     "emit": row_emit,
     "emit-otlp": row_emit_otlp,
     "emit-stock": row_emit_stock,
+    "emit-cheap": row_emit_cheap,
+    "pinned": row_pinned,
     "noop": row_noop,
     "imports": row_imports,
     "exit": row_exit,
     "delivery": row_delivery,
+    "burst": row_burst,
+    "sigkill": row_sigkill,
     "gateway": row_gateway,
     "memory": row_memory,
 }
