@@ -26,6 +26,11 @@ test: install collector
 test-fast: install
 	$(PY) -m pytest -m "not slow and not collector"
 
+# The component-facing tests (marker component_facing) on every other CPython 3.10-3.13
+# found (pyenv's included), each in its own .venv-py3.X; CI runs it after `make test`.
+test-pythons: install
+	bash .ci/other-pythons
+
 lint: install
 	$(VENV)/bin/ruff check src tests bench collector-config examples
 	$(VENV)/bin/ruff format --check src tests bench collector-config examples

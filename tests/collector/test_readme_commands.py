@@ -65,9 +65,9 @@ def is_foreground_agent(command: str) -> bool:
 
 
 def clean_env(collector_binary: Path, home: Path, **extra: str) -> dict[str, str]:
-    """What a fresh login shell has: a PATH with python3 (not `python`) and go, a HOME."""
+    """What a fresh login shell has: a PATH with python3 (not `python`), a HOME."""
     env = {
-        "PATH": os.pathsep.join(["/usr/local/go/bin", "/usr/bin", "/bin"]),
+        "PATH": os.pathsep.join(["/usr/bin", "/bin"]),
         "HOME": str(home),
         # The build the session's fixture found (HOME is a scratch folder here).
         "SPLIGHT_COLLECTOR_CACHE": str(collector_binary.parents[1]),
