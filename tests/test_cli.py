@@ -8,6 +8,8 @@ import pytest
 
 from support import RUNNER, SECRET_KEY, engine_env, write_component
 
+pytestmark = pytest.mark.component_facing
+
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RUNNER, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)

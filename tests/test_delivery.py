@@ -12,8 +12,11 @@ import pytest
 from splight_runner.dev_engine.server import DevEngine
 from support import engine_env, run_component, start_component, write_component
 
+pytestmark = pytest.mark.component_facing
+
 LOGS_N = """
 import logging, sys
+
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 log = logging.getLogger("app")
 N = {n}
@@ -154,6 +157,7 @@ def test_a_client_error_drops_that_batch_once_and_says_why(dev_engine, tmp_path)
     assert "dev-secret" not in run.stderr
 
 
+@pytest.mark.splight_lib
 def test_status_calls_are_retried_and_keep_their_order(dev_engine, tmp_path):
     from pathlib import Path
 

@@ -20,6 +20,8 @@ from tests.support import RUNNER, engine_env, run_component, start_component, wa
 
 from splight_runner.dev_engine.server import DevEngine
 
+pytestmark = pytest.mark.component_facing
+
 
 def _messages(engine: DevEngine) -> Counter[str]:
     return Counter(record["message"] for record in engine.records)
@@ -209,6 +211,7 @@ def test_the_stop_grace_holds_with_the_engine_unreachable(tmp_path):
     assert "could not be delivered" in proc.stderr.read()
 
 
+@pytest.mark.splight_lib
 def test_a_component_whose_splight_lib_start_raised_ends_failed(dev_engine, tmp_path):
     pytest.importorskip("splight_lib")
     main = write_component(
@@ -322,3 +325,115 @@ def _only_child(pid: int) -> int:
             return children[0].pid
         time.sleep(0.05)
     raise AssertionError("the runner started no component")
+
+
+@pytest.mark.parametrize(
+    ("ending", "code"),
+    [("os._exit(0)", 0), ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)", 143)],
+    ids=["os._exit", "sigterm"],
+)
+def test_spans_are_flushed_on_every_exit_path(dev_engine, tmp_path, ending, code):
+    from otlp_sink import OtlpSink
+
+    main = write_component(
+        tmp_path,
+        f"""
+        import logging, os, signal, time
+        from opentelemetry import trace
+        log = logging.getLogger("app")
+        log.setLevel(logging.INFO)
+        tracer = trace.get_tracer("test")
+        for i in range(5):
+            with tracer.start_as_current_span(f"span {{i}}"):
+                log.info("in span %d", i)
+        {ending}
+        """,
+    )
+    with OtlpSink() as sink:
+        env = engine_env(
+            dev_engine,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="60000",  # nothing would leave before exit without the exit flush
+        )
+        run = run_component(main, env)
+        assert run.returncode == code, run.stderr
+        assert sink.wait_for(lambda s: len(s.spans) >= 5)
+        names = sorted(name for name, _, _ in sink.spans)
+    assert names == [f"span {i}" for i in range(5)]
+    traced = {(r["trace_id"], r["span_id"]) for r in dev_engine.records if r["message"].startswith("in span")}
+    assert traced == {(trace_id, span_id) for _, trace_id, span_id in sink.spans}
+
+
+def _in_new_pid_namespace(argv: list[str]) -> list[str]:
+    """``argv`` as PID 1 of a new pid namespace, as a container runtime starts it (needs root)."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a pid namespace here: {probe.stderr.decode(errors='replace').strip()}")
+    return ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
+
+
+def test_launched_as_splight_agent_does_the_runner_exits_before_docker_stop_kills_it(tmp_path):
+    """Runner as PID 1 in /app, ./main.py, the agent's environment, SIGTERM then SIGKILL 10 s later, Engine down."""
+    app = tmp_path / "app"
+    write_component(
+        app,
+        """
+        import logging, os, time
+        log = logging.getLogger("app")
+        log.setLevel(getattr(logging, os.environ.get("LOG_LEVEL", "INFO")))
+        print("up", flush=True)
+        while True:
+            log.info("tick")
+            time.sleep(0.01)
+        """,
+    )
+    with DevEngine() as engine:
+        env = engine_env(engine, LOG_LEVEL="DEBUG", COMPONENT_ID="C1")  # nothing listens at the url afterwards
+    argv = _in_new_pid_namespace([*RUNNER, "run-component", "./main.py", "--component-id=C1"])
+    proc = subprocess.Popen(argv, cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(proc.stdout, "up")
+    time.sleep(1)
+    runner = _only_child(proc.pid)  # PID 1 inside the namespace; the container runtime signals it
+    started = time.monotonic()
+    os.kill(runner, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)  # docker stop's SIGKILL would come here
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the runner was still running when docker stop would have killed it") from None
+    assert time.monotonic() - started < 9.5
+    assert "could not be delivered" in proc.stderr.read()
+
+
+def test_as_pid_1_the_runner_reaps_orphans(dev_engine, tmp_path):
+    main = write_component(
+        tmp_path,
+        """
+        import os, time
+        child = os.fork()
+        if child == 0:              # a child that leaves a grandchild behind and exits at once
+            if os.fork() == 0:
+                time.sleep(0.3)
+                os._exit(0)         # the orphan ends: its parent is now PID 1, the runner
+            os._exit(0)
+        os.waitpid(child, 0)        # the component collects its own child; the orphan is not its
+        time.sleep(1.5)
+        zombies = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[0] == "Z":
+                    zombies.append(pid)
+        print("zombies", len(zombies), flush=True)
+        """,
+    )
+    argv = _in_new_pid_namespace([*RUNNER, "run-component", str(main), "--component-id=C1"])
+    done = subprocess.run(argv, env=engine_env(dev_engine), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "zombies 0" in done.stdout, done.stdout

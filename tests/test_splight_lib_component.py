@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from support import engine_env, run_component
+
+pytestmark = [pytest.mark.component_facing, pytest.mark.splight_lib]
 
 COMPONENTS = Path(__file__).parent / "components"
 

@@ -279,8 +279,45 @@ def test_component_records_travel_otlp_collector_gateway_to_the_engine_exactly(c
         for item in seen
     ]
     assert "KeyError: 'missing'" in chain.engine.records[2]["traceback"]
-    assert chain.engine.statuses == []
+    # The final status is the pipeline's last record, to every exporter: through OTLP it reaches the Engine too.
+    assert chain.engine.wait_for(lambda engine: engine.statuses, timeout=DELIVERY_TIMEOUT)
+    assert chain.engine.statuses == [(COMPONENT_ID, "Succeeded")]
     assert "Traceback" not in done.stderr
+
+
+RUNNER_COMPONENT = """
+import logging, os, signal, sys, time
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+for i in range(20):
+    log.info("record %d", i)
+ending = sys.argv[-1]  # run-component passes what follows its "--" after --component-id
+if ending == "kill":
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(int(ending))
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "status"), [("0", 0, "Succeeded"), ("3", 3, "Failed"), ("kill", 137, "Failed")]
+)
+def test_run_component_in_collector_mode_sends_records_and_the_final_status(
+    chain: Chain, tmp_path: Path, ending: str, code: int, status: str
+) -> None:
+    """OTEL_LOGS_EXPORTER=otlp and no Engine credentials in the component: the final status still arrives."""
+    main = tmp_path / "component" / "main.py"
+    main.parent.mkdir()
+    main.write_text(RUNNER_COMPONENT, encoding="utf-8")
+    env = instrumented_env(chain, tmp_path)
+    env.pop("OTEL_PYTHON_DISTRO")
+    runner = [sys.executable, "-m", "splight_runner", "run-component", str(main), f"--component-id={COMPONENT_ID}"]
+    done = subprocess.run([*runner, "--", ending], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == code, done.stderr
+    chain.wait_for_messages(20)
+    assert chain.engine.wait_for(lambda engine: engine.statuses, timeout=DELIVERY_TIMEOUT)
+    assert sorted(record["message"] for record in chain.engine.records) == sorted(f"record {i}" for i in range(20))
+    assert chain.engine.statuses == [(COMPONENT_ID, status)]
 
 
 def test_splight_lib_statuses_travel_to_update_status(chain: Chain, tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from support import RFC3339_MICROS, by_message, engine_env, run_component, run_plain, write_component
+
+pytestmark = pytest.mark.component_facing
 
 
 def test_plain_loggers_arrive_with_every_field(dev_engine, tmp_path):

@@ -14,6 +14,8 @@ from otlp_sink import OtlpSink
 from splight_runner.engine.records import STATUS_EVENT_NAME
 from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
 
+pytestmark = pytest.mark.component_facing
+
 BIN = Path(sys.executable).parent
 
 APP = """

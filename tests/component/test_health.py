@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.component_facing
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
@@ -161,6 +163,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
 
 
 @pytest.mark.parametrize("name", ["failing", "failing-preimport"])
+@pytest.mark.splight_lib
 def test_failing_task_reports_running_then_failed_when_it_happens(runs: dict[str, Run], name: str) -> None:
     run = runs[name]
     assert run.status_names() == ["Running", "Failed"], run
@@ -176,6 +179,7 @@ def test_failing_task_reports_running_then_failed_when_it_happens(runs: dict[str
     assert run.returncode == 1
 
 
+@pytest.mark.splight_lib
 def test_finishing_reports_running_then_stopped(runs: dict[str, Run]) -> None:
     run = runs["finishing"]
     assert run.status_names() == ["Running", "Stopped"], run
@@ -185,6 +189,7 @@ def test_finishing_reports_running_then_stopped(runs: dict[str, Run]) -> None:
 
 
 @pytest.mark.parametrize("name", ["failing", "finishing"])
+@pytest.mark.splight_lib
 def test_hook_changes_neither_output_nor_exit_code(runs: dict[str, Run], name: str) -> None:
     hooked, plain = runs[name], runs[f"{name}-plain"]
     assert hooked.returncode == plain.returncode

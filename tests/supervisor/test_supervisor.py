@@ -10,6 +10,8 @@ import pytest
 
 from support import RUNNER, engine_env, run_component, start_component, wait_for_line, write_component
 
+pytestmark = pytest.mark.component_facing
+
 
 def test_exit_zero_is_passed_through_and_reported_succeeded(dev_engine, tmp_path):
     main = write_component(tmp_path, "print('done')\n")
