@@ -437,3 +437,28 @@ def test_as_pid_1_the_runner_reaps_orphans(dev_engine, tmp_path):
     done = subprocess.run(argv, env=engine_env(dev_engine), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "zombies 0" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("traces", ["none", "otlp"])
+def test_records_made_through_the_otel_logs_api_reach_the_same_pipeline(dev_engine, tmp_path, traces):
+    from otlp_sink import OtlpSink
+
+    main = write_component(
+        tmp_path,
+        """
+        import logging
+        from opentelemetry._logs import SeverityNumber, get_logger
+        logging.getLogger("app").warning("through logging")
+        get_logger("api").emit(body="through the logs api", severity_number=SeverityNumber.WARN)
+        """,
+    )
+    with OtlpSink() as sink:
+        env = engine_env(dev_engine, OTEL_TRACES_EXPORTER=traces)
+        if traces == "otlp":
+            env.update(OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint)
+        run = run_component(main, env)
+    assert run.returncode == 0, run.stderr
+    assert [(r["name"], r["message"], r["loglevel"]) for r in dev_engine.records] == [
+        ("app", "through logging", "WARNING"),
+        ("api", "through the logs api", "WARNING"),
+    ]

@@ -136,6 +136,15 @@ are exported, the component gets ``sdk_tracer_provider`` (set only when unset),
 so spans have real ids at no start-up cost.
 """
 
+OTEL_PYTHON_LOGGER_PROVIDER = "OTEL_PYTHON_LOGGER_PROVIDER"
+"""
+.. envvar:: OTEL_PYTHON_LOGGER_PROVIDER
+
+The OTel API's lazily loaded logger provider. Under the runner, when no spans are
+exported, the component gets ``splight`` (set only when unset): OTel Logs API
+records go to the runner like ``logging`` records, at no start-up cost.
+"""
+
 PYTHONPATH = "PYTHONPATH"
 """
 .. envvar:: PYTHONPATH

@@ -254,9 +254,14 @@ def capture_for_supervisor(channel_path: str) -> None:
     ):
         tracer_provider = _build_span_side(channel)
     else:
-        # Spans keep real ids (records made in them carry trace and span ids) without importing the
-        # SDK at start-up: the API loads this provider on first use.
+        # Without importing anything at start-up, the API loads these on first use: the SDK tracer
+        # provider (spans keep real ids, which records made in them carry) and a logger provider that
+        # hands OTel Logs API records to the channel.
+        from splight_runner.component import otel_logs
+
+        otel_logs.channel = channel
         os.environ.setdefault(names.OTEL_PYTHON_TRACER_PROVIDER, "sdk_tracer_provider")
+        os.environ.setdefault(names.OTEL_PYTHON_LOGGER_PROVIDER, "splight")
     ending = endings.HandOver(channel, tracer_provider=tracer_provider, export_timeout=delivery.export_timeout)
     lifecycle.install(ending, top_process=top)
 
