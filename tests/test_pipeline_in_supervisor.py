@@ -462,3 +462,22 @@ def test_records_made_through_the_otel_logs_api_reach_the_same_pipeline(dev_engi
         ("app", "through logging", "WARNING"),
         ("api", "through the logs api", "WARNING"),
     ]
+
+
+def test_the_final_status_is_never_dropped_for_room(dev_engine, tmp_path):
+    """The Engine is failing and the queue is full when the component ends: the last word still arrives."""
+    dev_engine.refuse_for(2)
+    main = write_component(
+        tmp_path,
+        """
+        import logging
+        log = logging.getLogger("app")
+        log.setLevel(logging.INFO)
+        for i in range(100):
+            log.info("record %d", i)
+        """,
+    )
+    run = run_component(main, engine_env(dev_engine, OTEL_BLRP_MAX_QUEUE_SIZE="10"))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.statuses == [("C1", "Succeeded")]
+    assert "status Succeeded" not in run.stderr

@@ -138,12 +138,14 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             self.drops.add()  # made after the exit flush (e.g. in a late atexit hook): counted, not sent
             return
         queue = self._queue
-        if len(queue) >= self.max_queue_size or self._queued_bytes >= self.max_queue_bytes:
+        is_status = log_record.log_record.event_name == records.STATUS_EVENT_NAME
+        # A status is never dropped for room: a handful per life, and the final one is the last word.
+        if not is_status and (len(queue) >= self.max_queue_size or self._queued_bytes >= self.max_queue_bytes):
             self.drops.add()
             return
         self._queued_bytes += _size(log_record)
         queue.append(log_record)
-        if len(queue) >= self._batch_size or log_record.log_record.event_name == records.STATUS_EVENT_NAME:
+        if is_status or len(queue) >= self._batch_size:
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
