@@ -29,6 +29,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -43,6 +44,16 @@ _RESERVED = frozenset(
     )
 )  # fmt: skip
 _PLAIN = frozenset((str, int, float, bool, type(None)))
+#: Attributes a handler's ``Formatter`` adds to a record before the hook sees it.
+_FORMATTED = frozenset(("message", "asctime"))
+
+
+def _base_keys() -> int:
+    """How many attributes ``LogRecord.__init__`` sets: extras come after them in the record's ``__dict__``."""
+    return len(logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__)
+
+
+_BASE = _base_keys()
 _UNCAUGHT_LOGGER = "splight_runner"
 _NO_SPAN = (0, 0, 0)
 
@@ -142,6 +153,27 @@ def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
     return None
 
 
+def _tail_extras(d: dict[str, Any]) -> dict[str, Any] | None:
+    """The user attributes of a record, looking only past the attributes ``LogRecord.__init__`` set.
+
+    ``makeRecord`` adds ``extra=`` after ``__init__``, and a formatter adds
+    ``message``/``asctime`` later still, so the few keys past the first ``_BASE``
+    are all there is to look at — a fraction of comparing every key with the
+    reserved names. A record class that sets attributes before ``__init__`` puts
+    a reserved name in that tail; then every key is compared after all.
+    """
+    extras: dict[str, Any] = {}
+    for key in islice(d, _BASE, None):
+        if key in _RESERVED:
+            if key in _FORMATTED:
+                continue
+            return _extras(d, d.keys() - _RESERVED)
+        if key[0] != "_":
+            value = d[key]
+            extras[key] = value if type(value) in _PLAIN else plain_value(value)
+    return extras or None
+
+
 def _extras(d: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
     extras = {}
     for key in keys:
@@ -155,7 +187,7 @@ def _extras(d: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
 def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
     """The function that reduces a record to the flat LOG tuple (see :mod:`splight_runner.pipeline.flat`)."""
     get_context = _context_getter()
-    reserved = _RESERVED
+    base = _BASE
 
     def flatten(record: logging.LogRecord) -> tuple[Any, ...]:
         d = record.__dict__
@@ -167,8 +199,7 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
             callsite = _caller_outside_logging()
             if callsite is not None:
                 pathname, lineno, function = callsite
-        keys = d.keys() - reserved
-        extras = _extras(d, keys) if keys else None
+        extras = _tail_extras(d) if len(d) > base else None
         exception = _exception(record) if record.exc_info or record.exc_text else None
         context = get_context()
         trace_id, span_id, flags = span_ids(context) if context else _NO_SPAN
