@@ -1,25 +1,34 @@
 """``python -m bench.hotspots``: where start-up and per-record time goes (the profiling notes' source).
 
 The suite (``python -m bench``) says *whether* a target is met; this says *why
-not*. Two parts:
+not*. Three parts:
 
 * ``--startup``: fresh processes, each step of ``run-component`` on its own
-  (the supervisor's imports, the component's bootstrap imports and setup, the
-  exit flush, the final-status call), plus the biggest imports under
-  ``python -X importtime`` (minimum over several runs, so a busy machine
-  inflates them less).
+  (the supervisor's imports and its pipeline thread's, the component's
+  bootstrap imports and capture set-up, the exit hand-over to the channel, the
+  final-status call), plus the biggest imports under ``python -X importtime``
+  (minimum over several runs, so a busy machine inflates them less). The
+  component gets the environment the supervisor gives it, with
+  ``SPLIGHT_RUNNER_CHANNEL`` naming a Unix socket this script listens on and
+  drains.
 * ``--records``: in-process micro-benchmarks of each stage a record goes
-  through (the caller's hook, conversion on the capture thread, the
-  processor queue, translation, packing, the POST, the dev-engine's own
-  ingest, the gateway's decode and plan), in µs per record of CPU, plus a
-  cProfile of the capture thread's conversion.
+  through, in µs per record of CPU, in the two processes it crosses. In the
+  component: the capture hook on the caller's thread (into a sink that drops
+  each batch of 256), then ``marshal.dumps`` of the 256-record batch and its
+  send on a socketpair. In the supervisor: ``marshal.loads`` of the frame,
+  ``FlatEmitter.emit`` (→ SDK record) on a real ``LoggerProvider``, the Splight
+  processor's queue, ``engine.records.from_sdk``, ``pack_records``, the POST;
+  then the dev-engine's own ingest and the gateway's decode and plan. A check
+  row runs the hook into a real ``Channel``; a cProfile of the heaviest stage
+  closes it.
 * ``--gil``: no runner at all: what a background Python thread that works on
   each logged record costs the logging thread's own CPU
   (``bench/components/gil_probe.py``), for 0, 5, 15 and 30 µs of work per record.
 
-These reach into private functions on purpose (``CaptureBridge._emit_record``
-...) to time each stage alone; a stage whose API changed prints "n/a" instead
-of stopping the report.
+These reach into private parts on purpose (the processor's queue, the dev
+engine's ``_accept_records``, ``lifecycle._shutdown_current`` ...) to time each
+stage alone; a stage whose API changed prints "n/a" instead of stopping the
+report.
 """
 
 from __future__ import annotations
@@ -30,14 +39,19 @@ import cProfile
 import io
 import json
 import logging
+import marshal
 import os
 import pstats
 import re
+import selectors
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +59,13 @@ from typing import Any
 from bench.harness import ACCESS_ID, COMPONENTS, SECRET_KEY, TIMES, clean_environ, engine_env, runner_command
 
 REPEATS = 5
-SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor.launch"
+#: What the supervisor's main thread imports for ``run-component``.
+SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor.launch, splight_runner.supervisor.host"
+#: What its pipeline thread imports while the component starts (``supervisor.launch.build_pipeline``).
+PIPELINE_IMPORTS = (
+    "import opentelemetry.instrumentation.version, splight_runner.pipeline.logs, splight_runner.pipeline.exporter, "
+    "splight_runner.pipeline.processor, splight_runner.pipeline.resource"
+)
 
 
 def _say(text: str = "") -> None:
@@ -71,11 +91,84 @@ def _cpu_us(fn: Callable[[], int], repeats: int = REPEATS) -> float:
     return best
 
 
+def _row(label: str, us: float, note: str = "") -> None:
+    """One per-record line: label, µs per record in one column, then a note."""
+    _say(f"    {label:<57}{us:7.2f}" + (f"  {note}" if note else ""))
+
+
+def _drain(sock: socket.socket) -> Callable[[], int]:
+    """Read ``sock`` to end-of-file in a daemon thread; the returned function joins it, giving the bytes read."""
+    received = [0]
+
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            while data := sock.recv(1 << 20):
+                received[0] += len(data)
+
+    thread = threading.Thread(target=run, name="bench-drain", daemon=True)
+    thread.start()
+
+    def join() -> int:
+        thread.join(10)
+        return received[0]
+
+    return join
+
+
+@contextlib.contextmanager
+def _listening_channel() -> Iterator[str]:
+    """A Unix socket in a temp folder, as the supervisor's ``PipelineHost`` opens; a thread reads and discards.
+
+    Yields the path to give as ``SPLIGHT_RUNNER_CHANNEL``.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-hotspots-") as folder:
+        path = os.path.join(folder, "channel")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)
+        listener.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(listener, selectors.EVENT_READ)
+        stop = threading.Event()
+
+        def read_loop() -> None:
+            while not stop.is_set():
+                for key, _ in selector.select(0.05):
+                    sock: Any = key.fileobj
+                    if sock is listener:
+                        with contextlib.suppress(OSError):
+                            connection, _ = listener.accept()
+                            connection.setblocking(False)
+                            selector.register(connection, selectors.EVENT_READ)
+                        continue
+                    try:
+                        data = sock.recv(1 << 20)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        selector.unregister(sock)
+                        sock.close()
+
+        thread = threading.Thread(target=read_loop, name="bench-channel", daemon=True)
+        thread.start()
+        try:
+            yield path
+        finally:
+            stop.set()
+            thread.join(5)
+            for key in list(selector.get_map().values()):
+                with contextlib.suppress(OSError):
+                    key.fileobj.close()  # type: ignore[union-attr]
+            selector.close()
+
+
 # --- start-up ----------------------------------------------------------------------------
 
 
-def _child_env(engine_url: str, state_file: str) -> dict[str, str]:
-    """What the supervisor gives the component (see supervisor.child_environment)."""
+def _child_env(engine_url: str, channel: str) -> dict[str, str]:
+    """What the supervisor gives the component (see supervisor.launch.child_environment)."""
     from splight_runner.supervisor.launch import BOOTSTRAP_DIR
 
     python_path = [BOOTSTRAP_DIR, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -83,7 +176,7 @@ def _child_env(engine_url: str, state_file: str) -> dict[str, str]:
         engine_url,
         PYTHONPATH=os.pathsep.join(python_path),
         SPLIGHT_RUNNER_ACTIVE="1",
-        SPLIGHT_RUNNER_STATE_FILE=state_file,
+        SPLIGHT_RUNNER_CHANNEL=channel,
         OTEL_LOGS_EXPORTER="splight",
         COMPONENT_ID="C1",
         PROCESS_TYPE="component",
@@ -111,36 +204,37 @@ t1 = time.perf_counter()
 start()
 t2 = time.perf_counter()
 modules = len(sys.modules)
+otel = sum(1 for name in sys.modules if name.startswith("opentelemetry"))
 def _end():
     t3 = time.perf_counter()
     from splight_runner.component import lifecycle
     lifecycle._shutdown_current()
     t4 = time.perf_counter()
-    print(json.dumps({"import": t1 - t0, "start": t2 - t1, "shutdown": t4 - t3, "modules": modules}), flush=True)
+    print(json.dumps({"import": t1 - t0, "start": t2 - t1, "shutdown": t4 - t3, "modules": modules, "otel": otel}),
+          flush=True)
 atexit.register(_end)
 """
 
 
 def startup(engine_url: str) -> None:
+    with _listening_channel() as channel, tempfile.TemporaryDirectory(prefix="bench-hotspots-") as folder:
+        _startup(engine_url, channel, Path(folder))
+
+
+def _startup(engine_url: str, channel: str, tmp: Path) -> None:
     python = sys.executable
-    tmp = Path(tempfile.mkdtemp(prefix="bench-hotspots-"))
-    state = str(tmp / "state")
     plain_env = clean_environ()
     _say(f"start-up, median of {REPEATS} fresh processes (wall ms / CPU ms):")
     rows: list[tuple[str, list[str], dict[str, str]]] = [
         ("python -c pass", [python, "-c", "pass"], plain_env),
+        ("supervisor imports (cli, launch, host)", [python, "-c", SUPERVISOR_IMPORTS], plain_env),
         (
-            "supervisor imports (cli, supervisor)",
-            [python, "-c", SUPERVISOR_IMPORTS],
-            plain_env,
-        ),
-        (
-            "+ final-status imports (engine_client, retry)",
-            [python, "-c", f"{SUPERVISOR_IMPORTS}, splight_runner.engine.client, splight_runner.engine.retry"],
+            "+ its pipeline thread's imports (SDK, pipeline)",
+            [python, "-c", f"{SUPERVISOR_IMPORTS}; {PIPELINE_IMPORTS}"],
             plain_env,
         ),
         ("splight-runner version", [*runner_command(), "version"], plain_env),
-        ("component alone with the bootstrap (noop)", [python, "noop.py"], _child_env(engine_url, state)),
+        ("component alone with the bootstrap (noop)", [python, "noop.py"], _child_env(engine_url, channel)),
         (
             "run-component noop (all of it)",
             [*runner_command(), "run-component", "noop.py", "--component-id=C1"],
@@ -160,7 +254,7 @@ def startup(engine_url: str) -> None:
     with _stage("bootstrap phases"):
         script = tmp / "phases.py"
         script.write_text(_PHASES, encoding="utf-8")
-        env = _child_env(engine_url, state)
+        env = _child_env(engine_url, channel)
         env.pop("SPLIGHT_RUNNER_ACTIVE")  # the script calls start() itself, timed
         env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
         samples = []
@@ -170,11 +264,14 @@ def startup(engine_url: str) -> None:
         _say("  inside the component (median ms):")
         for key, label in (
             ("import", "import splight_runner.component.startup"),
-            ("start", "start(): distro, SDK configuration, instrumentors"),
-            ("shutdown", "exit flush (Pipeline.shutdown), nothing logged"),
+            ("start", "start(): distro defaults, capture into the channel"),
+            ("shutdown", "exit hand-over (Channel.close), nothing logged"),
         ):
             _say(f"    {label:52s} {statistics.median(s[key] for s in samples) * 1e3:7.1f}")
-        _say(f"    modules in sys.modules after start(): {samples[0]['modules']}")
+        _say(
+            f"    modules in sys.modules after start(): {samples[0]['modules']} "
+            f"({samples[0]['otel']} of them opentelemetry)"
+        )
 
     with _stage("final status call"):
         from splight_runner.engine.client import EngineClient
@@ -188,11 +285,11 @@ def startup(engine_url: str) -> None:
             client.update_status("C1", "Succeeded")
             walls.append((time.perf_counter() - start) * 1e3)
             client.close()
-        _say(f"  final status POST to the dev-engine (new connection, as the supervisor): "
+        _say(f"  final status POST to the dev-engine (new connection, as the supervisor after a silent component): "
              f"{statistics.median(walls):.1f} ms median")  # fmt: skip
 
     with _stage("importtime"):
-        _importtime(_child_env(engine_url, state))
+        _importtime(_child_env(engine_url, channel))
 
 
 def _importtime(env: dict[str, str], runs: int = 3, top: int = 18) -> None:
@@ -219,49 +316,188 @@ def _importtime(env: dict[str, str], runs: int = 3, top: int = 18) -> None:
         _say(f"    {best[name] / 1000:7.1f}  {'  ' * best[f'{name}@depth']}{name}")
 
 
-def _parked_bridge(capture: Any, provider: Any, limit: int) -> Any:
-    """A CaptureBridge whose thread never drains on its own (this script drains it, timed).
-
-    Follows the constructor as it evolves: an eager ``provider`` or a lazy
-    ``provider_source``, with or without a shared drop counter.
-    """
-    import inspect
-
-    from splight_runner.pipeline.accounting import DropCounter
-
-    parameters = inspect.signature(capture.CaptureBridge).parameters
-    kwargs: dict[str, Any] = {"max_queue_size": limit, "wake_at": limit, "schedule_delay": 3600.0}
-    if "drops" in parameters:
-        kwargs["drops"] = DropCounter()
-    if "report_drops" in parameters:
-        kwargs["report_drops"] = False
-    source = (lambda: provider) if "provider_source" in parameters else provider
-    bridge = capture.CaptureBridge(source, **kwargs)
-    for name in ("prepare", "_ready"):  # builds the SDK side now, so the timing below excludes it
-        if hasattr(bridge, name):
-            getattr(bridge, name)()
-            break
-    return bridge
-
-
 # --- per record --------------------------------------------------------------------------
 
 
+class _DroppingSink:
+    """A capture sink as ``capture.install`` wants one; ``full()`` drops the batch (the hook's cost alone)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.items: deque[tuple[Any, ...]] = deque()
+        self.threshold = threshold
+        self.pid = os.getpid()
+
+    def full(self) -> None:
+        self.items.clear()
+
+
+@contextlib.contextmanager
+def _hooks_restored() -> Iterator[None]:
+    """``capture.install`` patches ``Logger.callHandlers`` and both excepthooks: put them back."""
+    saved = (logging.Logger.callHandlers, sys.excepthook, threading.excepthook)
+    try:
+        yield
+    finally:
+        logging.Logger.callHandlers, sys.excepthook, threading.excepthook = saved  # type: ignore[method-assign]
+
+
+def _profile(label: str, fn: Callable[[], int]) -> None:
+    profile = cProfile.Profile()
+    profile.enable()
+    fn()
+    profile.disable()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(8)
+    _say(f"  cProfile of the heaviest stage, {label.strip()}, by own time:")
+    for line in out.getvalue().splitlines():
+        if re.match(r"\s+\d", line):
+            _say("      " + line.strip())
+
+
 def records(engine_url: str, n: int) -> None:
+    from splight_runner.component import capture
+    from splight_runner.component.channel import BATCH
+
+    _say(f"per record, in-process, best of {REPEATS} (µs of CPU per record, N={n:,}):")
+    #: (label, µs, the function timed): the heaviest gets a cProfile at the end.
+    stages: list[tuple[str, float, Callable[[], int]]] = []
+
+    # --- the component's process: the caller's thread -------------------------------------
+    logger = logging.getLogger("bench.hotspots")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+    otel_loaded = "opentelemetry.context" in sys.modules
+
+    def log_n() -> int:
+        for i in range(n):
+            logger.info("record %d of %d", i, n, extra={"tags": "RUNTIME"})
+        return n
+
+    sink = _DroppingSink(BATCH)
+    with _hooks_restored():
+        original = logging.Logger.callHandlers
+        capture.install(sink)
+        hook = logging.Logger.callHandlers
+        # Alternate without and with the hook, best of each: the machine's drift hits both alike.
+        plain_us = hooked_us = float("inf")
+        for _ in range(REPEATS):
+            logging.Logger.callHandlers = original  # type: ignore[method-assign]
+            plain_us = min(plain_us, _cpu_us(log_n, repeats=1))
+            logging.Logger.callHandlers = hook  # type: ignore[method-assign]
+            hooked_us = min(hooked_us, _cpu_us(log_n, repeats=1))
+        # Once more, untimed, keeping every flat record for the stages below.
+        sink.threshold = n + 1
+        sink.items.clear()
+        log_n()
+        items = list(sink.items)
+        sink.items.clear()
+    context = "OTel context loaded" if otel_loaded else "no OTel loaded, as in a component without spans"
+    _say("  component, caller's thread:")
+    _row("logger.info to a devnull StreamHandler", plain_us)
+    _row("the same with the capture hook (flattener, deque)", hooked_us, f"(+{hooked_us - plain_us:.2f}; {context})")
+
+    def log_hooked() -> int:
+        with _hooks_restored():
+            logging.Logger.callHandlers = hook  # type: ignore[method-assign]
+            sink.threshold = BATCH
+            log_n()
+            sink.items.clear()
+        return n
+
+    stages.append(("caller: logger.info with the capture hook", hooked_us - plain_us, log_hooked))
+    component = hooked_us - plain_us
+
+    batches = [items[start : start + BATCH] for start in range(0, len(items), BATCH)]
+    frames: list[bytes] = []
+
+    def dumps() -> int:
+        frames[:] = [marshal.dumps(batch) for batch in batches]
+        return len(items)
+
+    with _stage("marshal.dumps"):
+        us = _cpu_us(dumps)
+        size = sum(len(frame) for frame in frames) / max(1, len(items))
+        _row(f"marshal.dumps, batches of {BATCH}", us, f"({size:.0f} B/record)")
+        stages.append(("component: marshal.dumps of the batches", us, dumps))
+
+    with _stage("socketpair send"):
+        sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        received = _drain(receiver)
+
+        def send() -> int:
+            for batch in batches:
+                data = marshal.dumps(batch)
+                sender.sendall(len(data).to_bytes(4, "little") + data)
+            return len(items)
+
+        try:
+            us = _cpu_us(send)
+        finally:
+            sender.close()
+            received()
+            receiver.close()
+        component += us
+        _row("marshal.dumps + framed send on a socketpair", us)
+        stages.append(("component: marshal.dumps + socketpair send", us, send))
+    _row("= CPU the runner adds per record in the component", component, f"(the component's own call: {plain_us:.2f})")
+
+    with _stage("check: real Channel"):
+        from splight_runner.component.channel import Channel
+
+        with _listening_channel() as path, _hooks_restored():
+            channel = Channel(path)
+            capture.install(channel)
+            try:
+                us = _cpu_us(log_n)
+            finally:
+                logging.Logger.callHandlers = original  # type: ignore[method-assign]
+                channel.close(timeout=2.0)
+        note = f"(+{us - plain_us:.2f}; its timer thread writes partial batches)"
+        _row("check: logger.info, hook into a real Channel", us, note)
+
+    _supervisor(engine_url, n, frames, stages)
+
+    with _stage("gateway decode + plan"):
+        _gateway(n)
+
+    label, _, fn = max(stages, key=lambda stage: stage[1])
+    with _stage("cProfile"):
+        _profile(label, fn)
+
+
+def _supervisor(
+    engine_url: str, n: int, frames: list[bytes], stages: list[tuple[str, float, Callable[[], int]]]
+) -> None:
     from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    from splight_runner.component import capture
     from splight_runner.engine import records as translation
     from splight_runner.engine.client import EngineClient, pack_records
     from splight_runner.pipeline.exporter import SplightLogExporter
+    from splight_runner.pipeline.flat import FlatEmitter
     from splight_runner.pipeline.processor import SplightLogRecordProcessor
+    from splight_runner.pipeline.resource import resource_attributes
     from splight_runner.settings import EngineSettings
 
     settings = EngineSettings(engine_url, "v3", ACCESS_ID, SECRET_KEY)
-    _say(f"per record, in-process, best of {REPEATS} (µs of CPU per record, N={n:,}):")
+    _say("  supervisor:")
+    total = 0.0
+    items: list[Any] = []
 
-    class Collect(LogRecordProcessor):
+    def loads() -> int:
+        items[:] = [item for frame in frames for item in marshal.loads(frame)]
+        return len(items)
+
+    with _stage("marshal.loads"):
+        us = _cpu_us(loads)
+        total += us
+        _row("reader: marshal.loads of the frames", us)
+        stages.append(("supervisor: marshal.loads", us, loads))
+
+    class Queue(LogRecordProcessor):
+        """Only queues, as the Splight processor's on_emit does (timed apart below)."""
+
         def __init__(self) -> None:
             self.items: list[Any] = []
 
@@ -274,74 +510,26 @@ def records(engine_url: str, n: int) -> None:
         def force_flush(self, timeout_millis: int = 30000) -> bool:
             return True
 
-    resource = Resource.create(
-        {"splight.component.id": "C1", "splight.process.type": "component", "service.name": "bench"}
-    )
-    provider = LoggerProvider(resource=resource)
-    collect = Collect()
-    provider.add_log_record_processor(collect)
-    logger = logging.getLogger("bench.hotspots")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
-    bridge = _parked_bridge(capture, provider, 10 * n)
-    original = logging.Logger.callHandlers
-
-    def log_n() -> int:
-        for i in range(n):
-            logger.info("record %d of %d", i, n, extra={"tags": "RUNTIME"})
-        return n
-
-    items: list[Any] = []
-    hook = None
-
-    def log_hooked() -> int:
-        bridge._items.clear()
-        log_n()
-        items[:] = list(bridge._items)
-        bridge._items.clear()
-        return n
-
-    # Alternate without and with the hook, best of each: the machine's drift hits both alike.
-    plain_us = hooked_us = float("inf")
-    for _ in range(REPEATS):
-        logging.Logger.callHandlers = original  # type: ignore[method-assign]
-        plain_us = min(plain_us, _cpu_us(log_n, repeats=1))
-        if hook is None:
-            capture.install(bridge)
-            hook = logging.Logger.callHandlers
-        logging.Logger.callHandlers = hook  # type: ignore[method-assign]
-        hooked_us = min(hooked_us, _cpu_us(log_hooked, repeats=1))
-    logging.Logger.callHandlers = original  # type: ignore[method-assign]
-    bridge.stop()
-    _say(f"  caller: logger.info to a devnull StreamHandler            {plain_us:7.2f}")
-    _say(f"  caller: the same with the capture hook                    {hooked_us:7.2f}  (+{hooked_us - plain_us:.2f})")
-    total = hooked_us - plain_us
+    provider = LoggerProvider(resource=Resource.create(resource_attributes("C1", "component")), shutdown_on_exit=False)
+    queue = Queue()
+    provider.add_log_record_processor(queue)
+    emitter = FlatEmitter(provider)
 
     def emit_all() -> int:
-        collect.items.clear()
+        queue.items.clear()
         for item in items:
-            bridge._emit_record(*item)
+            emitter.emit(item)
         return len(items)
 
-    with _stage("capture thread: _emit_record"):
+    with _stage("FlatEmitter.emit"):
         us = _cpu_us(emit_all)
         total += us
-        _say(f"  capture thread: CaptureBridge._emit_record (→ SDK record) {us:7.2f}")
-        profile = cProfile.Profile()
-        profile.enable()
-        emit_all()
-        profile.disable()
-        out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(8)
-        _say("    cProfile of it, by own time:")
-        for line in out.getvalue().splitlines():
-            if re.match(r"\s+\d", line):
-                _say("      " + line.strip())
-    readable = list(collect.items)
+        _row("feeder: FlatEmitter.emit (→ SDK record, Logger.emit)", us)
+        stages.append(("supervisor feeder: FlatEmitter.emit", us, emit_all))
+    readable = list(queue.items)
 
+    exporter = SplightLogExporter(engine=settings, process_id="C1", sender_type="component", timeout=30)
     with _stage("processor.on_emit"):
-        exporter = SplightLogExporter(engine=settings, process_id="C1", sender_type="component", state_file="")
         processor = SplightLogRecordProcessor(
             exporter, max_queue_size=10 * n, schedule_delay_millis=3_600_000, max_export_batch_size=10 * n
         )
@@ -355,7 +543,8 @@ def records(engine_url: str, n: int) -> None:
         us = _cpu_us(enqueue)
         processor._queue.clear()
         total += us
-        _say(f"  SplightLogRecordProcessor.on_emit                         {us:7.2f}")
+        _row("feeder: SplightLogRecordProcessor.on_emit", us)
+        stages.append(("supervisor feeder: SplightLogRecordProcessor.on_emit", us, enqueue))
 
     translated: list[Any] = []
 
@@ -363,10 +552,11 @@ def records(engine_url: str, n: int) -> None:
         translated[:] = [translation.from_sdk(r, "C1", "component")[1] for r in readable]
         return len(readable)
 
-    with _stage("translation"):
+    with _stage("from_sdk"):
         us = _cpu_us(translate)
         total += us
-        _say(f"  export thread: translation.from_sdk                       {us:7.2f}")
+        _row("export thread: engine.records.from_sdk", us)
+        stages.append(("supervisor export: engine.records.from_sdk", us, translate))
     bodies: list[tuple[bytes, int]] = []
 
     def pack() -> int:
@@ -377,7 +567,8 @@ def records(engine_url: str, n: int) -> None:
         us = _cpu_us(pack)
         total += us
         size = sum(len(body) for body, _ in bodies) / max(1, len(translated))
-        _say(f"  export thread: pack_records (json per record)             {us:7.2f}  ({size:.0f} B/record)")
+        _row("export thread: pack_records (json per record)", us, f"({size:.0f} B/record)")
+        stages.append(("supervisor export: pack_records", us, pack))
 
     with _stage("POST"):
         client = EngineClient(settings, timeout=30)
@@ -390,11 +581,11 @@ def records(engine_url: str, n: int) -> None:
         wall0 = time.perf_counter()
         us = _cpu_us(post, repeats=2)
         wall = (time.perf_counter() - wall0) / 2 / len(bodies) * 1e3
+        client.close()
         total += us
-        _say(f"  export thread: EngineClient.write_logs, client side       {us:7.2f}  ({wall:.1f} ms wall per POST "
-             "of 1000, dev-engine in another process)")  # fmt: skip
-    _say(f"  = CPU the runner spends per record inside the component    {total:7.2f}  "
-         f"(the component's own call: {plain_us:.2f})")  # fmt: skip
+        note = f"({wall:.1f} ms wall per POST of 1000, dev-engine in another process)"
+        _row("export thread: EngineClient.write_logs, client side", us, note)
+    _row("= CPU the runner spends per record in the supervisor", total)
 
     with _stage("SplightLogExporter.deliver"):
 
@@ -404,8 +595,10 @@ def records(engine_url: str, n: int) -> None:
             return len(readable)
 
         us = _cpu_us(deliver, repeats=2)
-        _say(f"  check: SplightLogExporter.deliver (translate+pack+POST)   {us:7.2f}")
+        _row("check: SplightLogExporter.deliver (from_sdk+pack+POST)", us)
+    exporter.shutdown()
 
+    _say("  other sides:")
     with _stage("dev-engine ingest"):
         from splight_runner.dev_engine import server as dev_engine
 
@@ -419,10 +612,7 @@ def records(engine_url: str, n: int) -> None:
             return count
 
         us = _cpu_us(ingest)
-        _say(f"  dev-engine: json.loads + validate + store (server side)   {us:7.2f}")
-
-    with _stage("gateway decode + plan"):
-        _gateway(n)
+        _row("dev-engine: json.loads + validate + store (server side)", us)
 
 
 def _gateway(n: int) -> None:
@@ -454,9 +644,9 @@ def _gateway(n: int) -> None:
             pack_records(records)
         return n // 500 * 500
 
-    _say(f"  gateway: decode_request (protobuf)                        {_cpu_us(decode):7.2f}")
-    _say(f"  gateway: plan_request (translation)                       {_cpu_us(plan):7.2f}")
-    _say(f"  gateway: pack_records                                     {_cpu_us(pack):7.2f}")
+    _row("gateway: decode_request (protobuf)", _cpu_us(decode))
+    _row("gateway: plan_request (translation)", _cpu_us(plan))
+    _row("gateway: pack_records", _cpu_us(pack))
 
 
 @contextlib.contextmanager
