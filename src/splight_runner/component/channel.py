@@ -53,6 +53,11 @@ _HEADER = 4
 _DROPPED = 2  # flat.DROPPED, spelled here so this module imports nothing of the pipeline
 
 
+#: The channel of this process once the supervised set-up made one (the lazily loaded OTel
+#: Logs API provider finds it here without the set-up importing the OTel API at start-up).
+current: Channel | None = None
+
+
 def _identity(fd: int) -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)

@@ -241,11 +241,13 @@ def capture_for_supervisor(channel_path: str) -> None:
     masked: OTel Logs API records then reach the supervisor through the channel.
     """
     from splight_runner.component import capture, endings, health, lifecycle
+    from splight_runner.component import channel as channel_module
     from splight_runner.component.channel import Channel
 
     top = is_top_process()
     delivery = config.delivery_settings()
     channel = Channel(channel_path, write_through=not top)
+    channel_module.current = channel
     capture.install(channel)
     health.install(_status_reporter(channel.submit))
     tracer_provider = None
@@ -257,9 +259,6 @@ def capture_for_supervisor(channel_path: str) -> None:
         # Without importing anything at start-up, the API loads these on first use: the SDK tracer
         # provider (spans keep real ids, which records made in them carry) and a logger provider that
         # hands OTel Logs API records to the channel.
-        from splight_runner.component import otel_logs
-
-        otel_logs.channel = channel
         os.environ.setdefault(names.OTEL_PYTHON_TRACER_PROVIDER, "sdk_tracer_provider")
         os.environ.setdefault(names.OTEL_PYTHON_LOGGER_PROVIDER, "splight")
     ending = endings.HandOver(channel, tracer_provider=tracer_provider, export_timeout=delivery.export_timeout)

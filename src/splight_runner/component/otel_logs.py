@@ -21,10 +21,8 @@ from typing import Any
 
 from opentelemetry._logs import Logger, LoggerProvider
 
+from splight_runner.component import channel as _channel
 from splight_runner.pipeline.flat import OTEL, plain_value
-
-#: The channel of this process, set by the supervised set-up (None: nowhere to send).
-channel: Any = None
 
 
 def flat_record(
@@ -76,8 +74,9 @@ class _ChannelLogger(Logger):
                     ids = _span_ids(getattr(record, "context", None))
             else:
                 ids = _span_ids(fields.get("context"))
-            if channel is not None:
-                channel.submit(
+            current = _channel.current
+            if current is not None:
+                current.submit(
                     flat_record(
                         self._name,
                         timestamp=fields.get("timestamp"),
@@ -96,7 +95,7 @@ class _ChannelLogger(Logger):
             pass  # capture must never be why a call fails
 
     def enabled(self, **kwargs: Any) -> bool:
-        return channel is not None
+        return _channel.current is not None
 
 
 _FIELDS = (
