@@ -732,6 +732,14 @@ def _indented(text: str) -> Iterator[str]:
         yield "    " + line
 
 
+#: Printed by :func:`run` before anything arrives: what the columns of the lines below are.
+COLUMNS_LINE = (
+    "columns: [logs] ID SENDER_TYPE LOGLEVEL FILENAME LOGGER: MESSAGE  tags=TAGS (when set), "
+    "then further message and traceback lines indented | [status] ID -> STATUS | "
+    "[rejected] HTTP_STATUS METHOD PATH: DETAIL"
+)
+
+
 def _format_record(record: dict[str, Any]) -> str:
     """One readable line per record; further message lines and the traceback indented."""
     first, *rest = record["message"].split("\n")
@@ -779,6 +787,8 @@ def run(
         print(f"dev-engine: cannot {failed}: {error.strerror or error}", file=sys.stderr)
         return 2
     print(f"dev-engine listening on {engine.url} (access id {access_id})", flush=True)
+    if not quiet:
+        print(COLUMNS_LINE, flush=True)
     try:
         wait_for_stop_signal()
     finally:
