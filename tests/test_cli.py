@@ -249,3 +249,53 @@ def test_check_write_test_record_reports_a_refusal(dev_engine):
     done = _cli("check", "--write-test-record", env=engine_env(dev_engine, COMPONENT_ID="C1"))
     assert done.returncode == 1
     assert "refused the test record" in done.stderr
+
+
+def test_gateway_sends_only_the_historical_fields_when_asked(dev_engine):
+    import json
+    import re
+    import signal
+    import urllib.request
+
+    env = engine_env(dev_engine, SPLIGHT_RUNNER_RECORD_FIELDS="historical")
+    process = subprocess.Popen(
+        [*RUNNER, "gateway", "--listen", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = re.search(r"listening on http://127\.0\.0\.1:(\d+)", process.stdout.readline())
+        assert port is not None
+        record = {
+            "timeUnixNano": "1700000000000000000",
+            "severityNumber": 9,
+            "body": {"stringValue": "via the gateway"},
+            "traceId": "0af7651916cd43dd8448eb211c80319c",
+            "spanId": "b7ad6b7169203331",
+        }
+        component = {"key": "splight.component.id", "value": {"stringValue": "C1"}}
+        body = {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": [component]},
+                    "scopeLogs": [{"scope": {"name": "app"}, "logRecords": [record]}],
+                }
+            ]
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port.group(1)}/v1/logs",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert [list(r) for r in dev_engine.records] == [
+        ["sender_type", "id", "name", "message", "loglevel", "filename", "traceback", "tags"]
+    ]
+    assert dev_engine.records[0]["message"] == "via the gateway"
