@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from splight_runner.dev_engine.server import DevEngine
+from splight_runner.dev_engine.server import COLUMNS_LINE, DevEngine
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +23,8 @@ def main() -> int:
             "SPLIGHT_ACCESS_ID": "dev-access",
             "SPLIGHT_SECRET_KEY": "dev-secret",
         }
-        print(f"== dev-engine on {engine.url}; running the demo component under splight-runner\n", flush=True)
+        print(f"== dev-engine on {engine.url}; running the demo component under splight-runner", flush=True)
+        print(f"== dev-engine {COLUMNS_LINE}\n", flush=True)
         code = subprocess.call(
             [
                 sys.executable,

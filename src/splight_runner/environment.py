@@ -86,6 +86,17 @@ The bearer token ``splight-runner gateway`` requires of its clients (``--token``
 Default: unset, no token required.
 """
 
+SPLIGHT_RUNNER_RECORD_FIELDS = "SPLIGHT_RUNNER_RECORD_FIELDS"
+"""
+.. envvar:: SPLIGHT_RUNNER_RECORD_FIELDS
+
+Which fields an Engine record has. ``all``: the eight historical ones (``sender_type, id, name,
+message, loglevel, filename, traceback, tags``), then ``timestamp`` and, inside a span,
+``trace_id``/``span_id``. ``historical``: only the eight, for an Engine that takes nothing else.
+Read where Engine records are made: the runner (``run-component``, ``run``, ``run-agent``,
+``opentelemetry-instrument``), ``gateway`` and ``check --write-test-record``. Default: ``all``.
+"""
+
 #: Process id variables, in the order they are looked up.
 PROCESS_ID_VARIABLES = (COMPONENT_ID, COMPUTE_NODE_ID, AGENT_ID)
 
@@ -195,14 +206,18 @@ OTEL_PYTHON_DISTRO = "OTEL_PYTHON_DISTRO"
 """
 .. envvar:: OTEL_PYTHON_DISTRO
 
-The distro ``opentelemetry-instrument`` loads (``splight``). Default: the only one installed.
+The distro ``opentelemetry-instrument`` loads (``splight``). Default: the first installed one
+``opentelemetry-instrument`` finds (with another distro installed, set it: ``splight-runner check``
+says which one loads).
 """
 
 OTEL_PYTHON_CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
 """
 .. envvar:: OTEL_PYTHON_CONFIGURATOR
 
-The configurator ``opentelemetry-instrument`` runs. Default (the distro's): ``splight``.
+The configurator ``opentelemetry-instrument`` runs. Default (the distro's): ``splight``. The
+``splight`` configurator runs only under the ``splight`` distro (under another it says so in one
+line and sets nothing up: that distro's logging handler would export every record twice).
 """
 
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -249,6 +264,14 @@ Milliseconds: the bound of one export's retries, of the flush at exit, and of th
 supervisor's final status call. Default: 10000.
 """
 
+#: Every ``OTEL_BLRP_*`` variable the runner reads.
+OTEL_BLRP_VARIABLES = (
+    OTEL_BLRP_SCHEDULE_DELAY,
+    OTEL_BLRP_MAX_QUEUE_SIZE,
+    OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BLRP_EXPORT_TIMEOUT,
+)
+
 OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
 """
 .. envvar:: OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION
@@ -268,8 +291,19 @@ OTEL_PYTHON_LOG_CORRELATION = "OTEL_PYTHON_LOG_CORRELATION"
 """
 .. envvar:: OTEL_PYTHON_LOG_CORRELATION
 
-``true``: the logging instrumentor is loaded for trace ids in the component's own log
-format. Default: off.
+``true``: the logging instrumentor is loaded only to put ``otelTraceID``, ``otelSpanID``,
+``otelTraceSampled`` and ``otelServiceName`` on every record (its record factory), for the
+component's own format to use. Unlike upstream, it never calls ``logging.basicConfig``: the
+component's handlers and output stay its own, and :envvar:`OTEL_PYTHON_LOG_FORMAT` is not
+used. Default: off.
+"""
+
+OTEL_PYTHON_LOG_FORMAT = "OTEL_PYTHON_LOG_FORMAT"
+"""
+.. envvar:: OTEL_PYTHON_LOG_FORMAT
+
+Upstream's format for the ``basicConfig`` it makes under :envvar:`OTEL_PYTHON_LOG_CORRELATION`;
+not used by the distro, which never changes the component's logging configuration.
 """
 
 #: Upstream set-up choices the distro's own short set-up does not make: when any is set,

@@ -8,7 +8,7 @@ environment never turns into a traceback.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -130,14 +130,43 @@ def engine_settings(env: Mapping[str, str] | None = None) -> EngineSettings:
     return EngineSettings(host=host, api_version=version, access_id=access_id, secret_key=secret_key)
 
 
-def process_id(env: Mapping[str, str] | None = None) -> str | None:
-    """COMPONENT_ID, else COMPUTE_NODE_ID, else AGENT_ID."""
+#: The option a component is started with (``python main.py --component-id ID``).
+COMPONENT_ID_OPTION = "--component-id"
+
+
+def _valid_id(source: str, value: str) -> str:
+    if "/" in value or any(ch.isspace() for ch in value):
+        raise ConfigError(f"{source}: {value!r} is not a valid id")
+    return value
+
+
+def process_id(env: Mapping[str, str] | None = None, argv: Sequence[str] | None = None) -> str | None:
+    """COMPONENT_ID, else COMPUTE_NODE_ID, else AGENT_ID; else, given the component's command line
+    ``argv`` (``sys.argv``), its ``--component-id ID`` or ``--component-id=ID``. A variable always wins."""
     for name in env_names.PROCESS_ID_VARIABLES:
         value = _non_empty(name, env)
         if value is not None:
-            if "/" in value or any(ch.isspace() for ch in value):
-                raise ConfigError(f"{name}: {value!r} is not a valid id")
-            return value
+            return _valid_id(name, value)
+    if argv is not None:
+        value = component_id_argument(argv)
+        if value is not None:
+            return _valid_id(COMPONENT_ID_OPTION, value)
+    return None
+
+
+def component_id_argument(argv: Sequence[str]) -> str | None:
+    """The first ``--component-id ID`` / ``--component-id=ID`` of a command line (``argv[0]`` is the program),
+    before any ``--``; None when there is none or its value is empty."""
+    prefix = COMPONENT_ID_OPTION + "="
+    args = list(argv[1:])
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return None
+        if arg == COMPONENT_ID_OPTION:
+            value = args[index + 1].strip() if index + 1 < len(args) else ""
+            return value or None
+        if arg.startswith(prefix):
+            return arg[len(prefix) :].strip() or None
     return None
 
 
@@ -162,6 +191,59 @@ def exporter_names(variable: str, default: str, env: Mapping[str, str] | None = 
     raw = env.get(variable, default)
     names = [part.strip().lower() for part in raw.split(",") if part.strip()]
     return [] if names in ([], ["none"]) else names
+
+
+#: Per ``OTEL_*_EXPORTER`` variable: what its exporters export, the names every installation has,
+#: and the entry point group where any other name must be installed.
+_EXPORTER_KINDS = {
+    env_names.OTEL_LOGS_EXPORTER: ("log", ("splight", "otlp", "console"), "opentelemetry_logs_exporter"),
+    env_names.OTEL_TRACES_EXPORTER: ("span", ("otlp", "console"), "opentelemetry_traces_exporter"),
+    env_names.OTEL_METRICS_EXPORTER: ("metric", ("otlp", "console"), "opentelemetry_metrics_exporter"),
+}
+
+
+def checked_exporters(
+    variable: str,
+    default: str,
+    installed: Callable[[str], Collection[str]],
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[str], str | None]:
+    """The ``OTEL_*_EXPORTER`` list (each name once) without the names that are neither built in nor
+    installed, and the one line naming those (None when there are none).
+
+    ``installed(group)`` gives the entry point names of a group; it is only called for a name
+    that is not built in. The CLI refuses to start on the line; in the component it is said and the
+    other exporters still work.
+    """
+    kind, built_in, group = _EXPORTER_KINDS[variable]
+    chosen = list(dict.fromkeys(exporter_names(variable, default, env)))
+    unknown = [name for name in chosen if name not in built_in and name not in installed(group)]
+    if not unknown:
+        return chosen, None
+    problem = (
+        f"{variable}: no {kind} exporter named {', '.join(map(repr, unknown))} "
+        f"({', '.join(built_in)}, none, or an installed {group})"
+    )
+    return [name for name in chosen if name not in unknown], problem
+
+
+RECORD_FIELDS_ALL = "all"
+RECORD_FIELDS_HISTORICAL = "historical"
+
+
+def historical_record_fields(env: Mapping[str, str] | None = None) -> bool:
+    """``SPLIGHT_RUNNER_RECORD_FIELDS``: True for ``historical`` (only the eight fields the Engine has
+    always received), False for ``all`` or unset."""
+    env = os.environ if env is None else env
+    raw = (env.get(env_names.SPLIGHT_RUNNER_RECORD_FIELDS) or "").strip().lower()
+    if raw in ("", RECORD_FIELDS_ALL):
+        return False
+    if raw == RECORD_FIELDS_HISTORICAL:
+        return True
+    raise ConfigError(
+        f"{env_names.SPLIGHT_RUNNER_RECORD_FIELDS}: {raw!r} is not "
+        f"{RECORD_FIELDS_ALL!r} or {RECORD_FIELDS_HISTORICAL!r}"
+    )
 
 
 def positive_int(name: str, default: int, env: Mapping[str, str] | None = None, *, minimum: int = 1) -> int:

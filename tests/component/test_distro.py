@@ -266,3 +266,135 @@ def test_default_configuration_builds_what_upstreams_setup_builds(dev_engine, tm
 
     assert comparable(short_records) == comparable(upstream_records) != []
     assert all(len(r.get("trace_id", "")) == 32 for r in short_records + upstream_records)
+
+
+def _instrument_with_args(main: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "python", main.name, *args],
+        cwd=main.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+ONE_RECORD = """
+import logging, os
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.info("one record")  # INFO: Python's last-resort handler prints nothing
+print(os.environ.get("COMPONENT_ID"), flush=True)
+"""
+
+
+@pytest.mark.parametrize("args", [["--component-id", "X7"], ["--component-id=X7"]], ids=["separate", "equals"])
+def test_instrument_reads_the_process_id_from_the_components_own_argument(dev_engine, tmp_path, args):
+    main = write_component(tmp_path, ONE_RECORD)
+    done = _instrument_with_args(main, engine_env(dev_engine), *args, "--other", "value")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == "X7\n"  # as under run-component, the id is COMPONENT_ID for the component's children too
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [(r["id"], r["message"]) for r in dev_engine.records] == [("X7", "one record")]
+    assert dev_engine.statuses == [("X7", "Succeeded")]
+
+
+def test_instrument_the_variable_wins_over_the_argument(dev_engine, tmp_path):
+    main = write_component(tmp_path, ONE_RECORD)
+    done = _instrument_with_args(main, engine_env(dev_engine, COMPONENT_ID="FROM-ENV"), "--component-id=X7")
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [r["id"] for r in dev_engine.records] == ["FROM-ENV"]
+
+
+def test_instrument_a_malformed_argument_id_is_one_line_and_the_component_runs(dev_engine, tmp_path):
+    main = write_component(tmp_path, ONE_RECORD)
+    done = _instrument_with_args(main, engine_env(dev_engine), "--component-id=a/b")
+    assert done.returncode == 0
+    assert done.stdout == "None\n"
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "--component-id: 'a/b' is not a valid id" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"OTEL_LOGS_EXPORTER": "splight,bogus"}, "OTEL_LOGS_EXPORTER: no log exporter named 'bogus'"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin-nowhere"}, "OTEL_TRACES_EXPORTER: no span exporter named 'zipkin-nowhere'"),
+        ({"OTEL_BLRP_MAX_QUEUE_SIZE": "lots"}, "OTEL_BLRP_MAX_QUEUE_SIZE: 'lots' is not an integer"),
+    ],
+    ids=["unknown-log-exporter", "unknown-span-exporter", "malformed-queue-size"],
+)
+def test_instrument_a_configuration_mistake_is_one_line_and_the_rest_still_ships(dev_engine, tmp_path, extra, named):
+    main = write_component(tmp_path, ONE_RECORD)
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
+    assert done.returncode == 0
+    assert done.stdout == "C1\n"
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [r["message"] for r in dev_engine.records] == ["one record"]
+
+
+OWN_HANDLER = """
+import logging, sys
+from opentelemetry import trace
+handler = logging.StreamHandler(sys.stdout)
+handler.setFormatter(logging.Formatter("%(levelname)s|%(name)s|%(message)s"))
+log = logging.getLogger("app")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.info("before any span")
+with trace.get_tracer("t").start_as_current_span("work"):
+    log.warning("inside a span")
+    record = log.makeRecord("app", logging.INFO, "f", 1, "m", (), None)
+print("root handlers:", logging.getLogger().handlers, "root level:", logging.getLogger().level, flush=True)
+sys.stderr.write(f"injected: {getattr(record, 'otelTraceID', '0') != '0'}\\n")
+"""
+
+
+@pytest.mark.parametrize("via", ["run-component", "opentelemetry-instrument"])
+def test_log_correlation_changes_neither_the_components_handlers_nor_its_output(dev_engine, tmp_path, via):
+    main = write_component(tmp_path, OWN_HANDLER)
+
+    def run(**extra: str) -> tuple[str, str]:
+        dev_engine.clear()
+        env = engine_env(dev_engine, **extra)
+        done = run_component(main, env) if via == "run-component" else _instrument(main, {**env, "COMPONENT_ID": "C1"})
+        assert done.returncode == 0, done.stderr
+        assert dev_engine.wait_for(lambda e: e.statuses)
+        assert [r["message"] for r in dev_engine.records] == ["before any span", "inside a span"]
+        return done.stdout, done.stderr
+
+    plain_out, plain_err = run()
+    correlated_out, correlated_err = run(OTEL_PYTHON_LOG_CORRELATION="true")
+    assert correlated_out == plain_out
+    assert plain_out.startswith("INFO|app|before any span\nWARNING|app|inside a span\nroot handlers: [] root level: 30")
+    # The trace ids are still put on every record, for a format that names them.
+    assert plain_err == "injected: False\n"
+    assert correlated_err == "injected: True\n"
+
+
+SPAN_RECORDS = """
+import logging
+from opentelemetry import trace
+log = logging.getLogger("app")
+log.warning("outside")
+with trace.get_tracer("t").start_as_current_span("work"):
+    log.warning("inside", extra={"tags": {"a": 1}})
+"""
+
+
+@pytest.mark.parametrize("via", ["run-component", "opentelemetry-instrument"])
+def test_historical_record_fields_sends_only_the_eight_fields(dev_engine, tmp_path, via):
+    main = write_component(tmp_path, SPAN_RECORDS)
+    env = engine_env(dev_engine, SPLIGHT_RUNNER_RECORD_FIELDS="historical")
+    done = run_component(main, env) if via == "run-component" else _instrument(main, {**env, "COMPONENT_ID": "C1"})
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    historical = ["sender_type", "id", "name", "message", "loglevel", "filename", "traceback", "tags"]
+    assert [list(r) for r in dev_engine.records] == [historical, historical]
+    assert dev_engine.records[1]["tags"] == {"a": 1}
+    assert dev_engine.statuses == [("C1", "Succeeded")]

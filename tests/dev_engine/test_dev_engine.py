@@ -542,6 +542,8 @@ def test_run_prints_what_arrives_and_exits_0_on_a_stop_signal(signum: int) -> No
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == f"dev-engine listening on http://127.0.0.1:{port} (access id dev-access)\n"
+        header = process.stdout.readline()
+        assert header.startswith("columns: [logs] ID SENDER_TYPE LOGLEVEL FILENAME LOGGER: MESSAGE"), header
         call(SimpleNamespace(port=port), STATUS.format("C1"), "deployment_status=Running")
         assert process.stdout.readline() == "[status] C1 -> Running\n"
         process.send_signal(signum)

@@ -83,3 +83,29 @@ def test_status_of_reads_health_events_only() -> None:
     assert status_of(None, "Running", {"splight.component.status": "Failed"}) == "Failed"
     assert status_of(None, "Running", {}) is None
     assert status_of(STATUS_EVENT_NAME, "Unknown", {}) is None
+
+
+def test_historical_fields_only_leaves_out_timestamp_and_trace_ids() -> None:
+    from splight_runner.engine import records
+
+    def make() -> dict:
+        return records.engine_record(
+            process_id="C1",
+            sender_type="component",
+            scope_name="app",
+            body="hello",
+            severity_number=9,
+            severity_text="INFO",
+            attributes=None,
+            timestamp_ns=1,
+            trace_id=5,
+            span_id=6,
+        )
+
+    assert list(make()) == [*records.HISTORICAL_FIELDS, "timestamp", "trace_id", "span_id"]
+    records.send_historical_fields_only(True)
+    try:
+        assert list(make()) == list(records.HISTORICAL_FIELDS)
+    finally:
+        records.send_historical_fields_only(False)
+    assert "timestamp" in make()

@@ -51,11 +51,13 @@ def apply_distro_defaults(env: Any = None) -> None:
     env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
 
 
-def _splight_exporter_problem(process_id: str | None) -> str | None:
+def _splight_exporter_problem(process_id: str | None, id_problem: str | None = None) -> str | None:
     """None when the ``splight`` exporter can work, else the one-line reason it cannot."""
     try:
         config.engine_settings()
         if process_id is None:
+            if id_problem is not None:
+                return id_problem
             config.require_process_id()
     except config.ConfigError as error:
         return str(error)
@@ -66,9 +68,14 @@ class SdkSetup:
     """The SDK providers, built once through the SDK's own configuration path."""
 
     def __init__(
-        self, drops: DropCounter, configurator_kwargs: dict[str, Any], delivery: config.DeliverySettings
+        self,
+        drops: DropCounter,
+        configurator_kwargs: dict[str, Any],
+        delivery: config.DeliverySettings,
+        process_id: str | None,
     ) -> None:
         self._drops = drops
+        self._process_id = process_id
         self._kwargs = configurator_kwargs
         self._delivery = delivery
         self.logger_provider: Any = None
@@ -100,9 +107,9 @@ class SdkSetup:
         version = self._kwargs.get("auto_instrumentation_version")
         if version is None:
             from opentelemetry.instrumentation.version import __version__ as version
-        attributes = resource_attributes(config.process_id(), config.process_type())
+        attributes = resource_attributes(self._process_id, config.process_type())
         if self.short_path_possible():
-            exporter = SplightLogExporter(timeout=self._delivery.export_timeout)
+            exporter = SplightLogExporter(process_id=self._process_id, timeout=self._delivery.export_timeout)
             _build_defaults(attributes, version, processor_for(exporter))
         else:
             from opentelemetry.sdk._configuration import _initialize_components
@@ -178,22 +185,81 @@ def _status_reporter(submit: Any) -> Any:
 
 
 def configure_sdk(**kwargs: Any) -> None:
-    """In-process (``opentelemetry-instrument``): build the SDK, hook capture, health and the exit paths."""
+    """In-process (``opentelemetry-instrument``): build the SDK, hook capture, health and the exit paths.
+
+    A configuration mistake is one line on stderr, never an exception: the component runs, and what
+    can still work does (an unknown exporter is left out, a malformed ``OTEL_BLRP_*`` gives the defaults).
+    """
+    try:
+        _configure_sdk(kwargs)
+    except config.ConfigError as error:
+        say(f"OpenTelemetry is not set up, records are not shipped: {error}")
+
+
+def _checked_exporters_in_process(variable: str, default: str) -> list[str]:
+    """``variable``'s exporters; unknown names are said in one line and left out (of the variable too,
+    so that upstream's set-up does not fail on them)."""
+    chosen, problem = config.checked_exporters(
+        variable, default, lambda group: declared_entry_points().get(group, set())
+    )
+    if problem is not None:
+        say(f"{problem}; left out")
+        os.environ[variable] = ",".join(chosen) or "none"
+    return chosen
+
+
+def _adopt_process_id() -> tuple[str | None, str | None]:
+    """The process id and, when it is malformed, the one line saying so (the id is then None).
+
+    A variable (or its secrets file) wins; else the component's own ``--component-id`` argument,
+    which then becomes ``COMPONENT_ID`` for this process and its children (as under ``run-component``).
+    """
+    try:
+        process_id = config.process_id()
+        if process_id is not None:
+            return process_id, None
+        process_id = config.process_id(os.environ, sys.argv)
+    except config.ConfigError as error:
+        return None, str(error)
+    if process_id is not None:
+        os.environ[names.COMPONENT_ID] = process_id
+    return process_id, None
+
+
+def _delivery_settings_in_process() -> config.DeliverySettings:
+    """``OTEL_BLRP_*``; a malformed one is said in one line and removed, so that every batch processor
+    (the SDK's too) uses its default."""
+    for name in names.OTEL_BLRP_VARIABLES:
+        try:
+            config.positive_int(name, 1)
+        except config.ConfigError as error:
+            say(f"{error}; the default is used")
+            os.environ.pop(name, None)
+    return config.delivery_settings()
+
+
+def _configure_sdk(kwargs: dict[str, Any]) -> None:
     from splight_runner.component import capture, endings, health, lifecycle
     from splight_runner.pipeline.logs import LogPipeline
 
-    log_exporters = config.exporter_names(names.OTEL_LOGS_EXPORTER, "splight")
+    records.send_historical_fields_only(config.historical_record_fields())
+    process_id, id_problem = _adopt_process_id()
+    log_exporters = _checked_exporters_in_process(names.OTEL_LOGS_EXPORTER, "splight")
+    _checked_exporters_in_process(names.OTEL_TRACES_EXPORTER, "none")
+    _checked_exporters_in_process(names.OTEL_METRICS_EXPORTER, "none")
     if "splight" in log_exporters:
-        problem = _splight_exporter_problem(config.process_id())
+        problem = _splight_exporter_problem(process_id, id_problem)
         if problem is not None:
             say(f"not sending to the Splight Engine: {problem}")
             log_exporters = [name for name in log_exporters if name != "splight"]
             os.environ[names.OTEL_LOGS_EXPORTER] = ",".join(log_exporters) or "none"
-    delivery = config.delivery_settings()
+    elif id_problem is not None:
+        say(f"{id_problem}: records carry no process id")
+    delivery = _delivery_settings_in_process()
     top = is_top_process()
 
     drops = DropCounter()
-    sdk = SdkSetup(drops, kwargs, delivery)
+    sdk = SdkSetup(drops, kwargs, delivery, process_id)
     provider = sdk.build()
     if provider is None or not log_exporters:
         return

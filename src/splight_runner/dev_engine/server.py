@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import signal
 import socket
 import ssl
 import sys
@@ -732,6 +733,14 @@ def _indented(text: str) -> Iterator[str]:
         yield "    " + line
 
 
+#: Printed by :func:`run` before anything arrives: what the columns of the lines below are.
+COLUMNS_LINE = (
+    "columns: [logs] ID SENDER_TYPE LOGLEVEL FILENAME LOGGER: MESSAGE  tags=TAGS (when set), "
+    "then further message and traceback lines indented | [status] ID -> STATUS | "
+    "[rejected] HTTP_STATUS METHOD PATH: DETAIL"
+)
+
+
 def _format_record(record: dict[str, Any]) -> str:
     """One readable line per record; further message lines and the traceback indented."""
     first, *rest = record["message"].split("\n")
@@ -772,15 +781,39 @@ def run(
         record_path=record_path,
         out=None if quiet else sys.stdout,
     )
+    # A stop signal that arrives between the first printed line and wait_for_stop_signal's own
+    # handlers (a loaded machine) still stops it cleanly: noted here, seen at the next tick.
+    early_stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: early_stop.set())
+
+    def stopped_early() -> None:
+        if early_stop.is_set():
+            raise _StoppedEarly
+
     try:
-        engine.start()
-    except OSError as error:
-        failed = f"open {record_path}" if error.filename else f"listen on {host}:{port}"
-        print(f"dev-engine: cannot {failed}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    print(f"dev-engine listening on {engine.url} (access id {access_id})", flush=True)
-    try:
-        wait_for_stop_signal()
+        try:
+            engine.start()
+        except OSError as error:
+            failed = f"open {record_path}" if error.filename else f"listen on {host}:{port}"
+            print(f"dev-engine: cannot {failed}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        print(f"dev-engine listening on {engine.url} (access id {access_id})", flush=True)
+        if not quiet:
+            print(COLUMNS_LINE, flush=True)
+        try:
+            wait_for_stop_signal(stopped_early)
+        except _StoppedEarly:
+            pass
+        finally:
+            engine.stop()
     finally:
-        engine.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
+
+
+class _StoppedEarly(Exception):
+    """A stop signal came before :func:`wait_for_stop_signal` installed its handlers."""

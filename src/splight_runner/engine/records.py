@@ -187,6 +187,19 @@ def status_of(event_name: str | None, body: Any, attributes: Mapping[str, Any] |
     return status
 
 
+#: The fields every Engine has always taken, in order (``SPLIGHT_RUNNER_RECORD_FIELDS=historical``).
+HISTORICAL_FIELDS = ("sender_type", "id", "name", "message", "loglevel", "filename", "traceback", "tags")
+#: True: :func:`engine_record` makes only :data:`HISTORICAL_FIELDS`. Set once, before any record is
+#: made, by the set-up of whatever makes Engine records (:func:`send_historical_fields_only`).
+_historical_only = False
+
+
+def send_historical_fields_only(on: bool) -> None:
+    """From now on :func:`engine_record` makes only :data:`HISTORICAL_FIELDS` (``on``) or every field."""
+    global _historical_only
+    _historical_only = on
+
+
 def engine_record(
     *,
     process_id: str,
@@ -201,7 +214,8 @@ def engine_record(
     span_id: int = 0,
 ) -> dict[str, Any]:
     """The Engine's logs/write record: ``sender_type, id, name, message, loglevel, filename, traceback,
-    tags, timestamp`` (RFC 3339 UTC), then ``trace_id``/``span_id`` when the record has them.
+    tags, timestamp`` (RFC 3339 UTC), then ``trace_id``/``span_id`` when the record has them;
+    only the first eight after :func:`send_historical_fields_only`.
 
     Keys and order are part of the contract with the Engine (what the dev-engine validates).
     """
@@ -217,8 +231,10 @@ def engine_record(
         "filename": _basename(filename),
         "traceback": _text(attributes.get(ATTR_EXCEPTION_STACKTRACE)),
         "tags": attributes.get(ATTR_TAGS),
-        "timestamp": rfc3339(timestamp_ns if timestamp_ns else time.time_ns()),
     }
+    if _historical_only:
+        return record
+    record["timestamp"] = rfc3339(timestamp_ns if timestamp_ns else time.time_ns())
     if trace_id:
         record["trace_id"] = f"{trace_id:032x}"
         if span_id:
