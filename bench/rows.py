@@ -198,7 +198,7 @@ def row_emit_cheap(ctx: Context) -> RowResult:
         ]
         if seed_dir is not None:
             seed = [str(seed_dir / "bin" / "splight-runner")]
-            seed_env = {**env, "COMPONENT_ID": COMPONENT_ID}
+            seed_env = {**env, "COMPONENT_ID": COMPONENT_ID, "PROCESS_TYPE": "component"}
             steps.append(
                 (f"splight-runner {stock.SEED_VERSION}", lambda: run_component("emit.py", seed_env, runner=seed))
             )
