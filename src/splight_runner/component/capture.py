@@ -126,16 +126,20 @@ def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
     exc_info = record.exc_info
     if exc_info and exc_info[0] is not None:
         exc_type, exc, tb = exc_info
+        printable = True
         try:
             message = str(exc)
         except Exception:
-            message = unprintable(exc)
+            message, printable = unprintable(exc), False
         text = record.exc_text
         if not text:
             try:
                 text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
             except Exception:
                 text = f"{exc_type.__name__}: {message}"
+        if not printable:
+            # The traceback module's own words for it; one placeholder reads the same everywhere.
+            text = str(text).replace("<exception str() failed>", message)
         return exc_type.__name__, message, text
     if record.exc_text:
         return "", "", str(record.exc_text)

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -423,19 +424,51 @@ class EngineClient:
 # -- batching ------------------------------------------------------------------
 
 
+#: Depth at which :func:`_json_safe` cuts nested containers (and so any cycle).
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or a placeholder naming its type when that raises."""
+    try:
+        return str(value)
+    except Exception:
+        try:
+            name = type(value).__name__
+        except Exception:
+            name = "object"
+        return f"<unprintable {name}>"
+
+
 def _json_safe(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` that strict JSON can carry (no NaN, str keys, no cycles)."""
-    if depth > 64:
-        return "[nested too deep]"
+    if depth > MAX_JSON_DEPTH:
+        return "<nested too deep>"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        try:
+            items = list(value.items())
+        except Exception:
+            return _safe_str(value)
+        return {(k if isinstance(k, str) else _safe_str(k)): _json_safe(v, depth + 1) for k, v in items}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v, depth + 1) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    return _safe_str(value)
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (``os.fsdecode`` of a non-UTF-8 name) becomes U+FFFD.
+
+    Such text cannot be encoded at all; without this, one record's file name would sink its batch.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 #: One encoder for every record: ``json.dumps`` with options builds a new one per call.
@@ -450,9 +483,9 @@ def _encode(record: Mapping[str, Any]) -> bytes:
     """
     try:
         text = _ENCODER.encode(record)
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # TypeError, ValueError, RecursionError, or a value whose str() raises
         text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8")
+    return _utf8(text)
 
 
 def _marker(removed: int) -> str:
@@ -462,7 +495,7 @@ def _marker(removed: int) -> str:
 def _cut(original: str, keep: int) -> str:
     """The first ``keep`` characters of ``original`` and a marker counting the bytes removed."""
     prefix = original[:keep]
-    return prefix + _marker(len(original.encode("utf-8")) - len(prefix.encode("utf-8")))
+    return prefix + _marker(len(_utf8(original)) - len(_utf8(prefix)))
 
 
 def _shorten_field(record: dict[str, Any], field: str, original: str, budget: int, floor: int) -> bytes | None:
@@ -557,8 +590,8 @@ def pack_records(
         # The usual case, a batch that fits one POST: one encoder call for all of it
         # (half the cost of one per record). Anything unusual takes the careful path.
         try:
-            body = _ENCODER.encode({"records": list(records)}).encode("utf-8")
-        except (TypeError, ValueError, RecursionError):
+            body = _utf8(_ENCODER.encode({"records": list(records)}))
+        except Exception:
             body = b""
         if body and len(body) <= max_bytes:
             return [(body, len(records))]

@@ -1,0 +1,109 @@
+"""Hostile components, run for real under ``splight-runner run-component`` against a real dev-engine.
+
+Each case is something a component can do by accident (a file name that is not
+UTF-8, an exception that cannot print itself, an ``extra`` that refers to
+itself) or an Engine can answer (413, 401): none of it may cost another record,
+and whatever is not delivered is counted exactly.
+"""
+
+from __future__ import annotations
+
+import re
+
+from splight_runner.dev_engine.server import DevEngine
+from support import engine_env, run_component, write_component
+
+SURROGATE = """
+import logging, os
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+for i in range(10):
+    log.info("record %d", i)
+log.warning("cannot parse %s", os.fsdecode(b"report-\\xff.csv"))
+for i in range(10, 20):
+    log.info("record %d", i)
+"""
+
+
+def test_a_lone_surrogate_arrives_with_a_replacement_character_and_sinks_nothing(dev_engine, tmp_path):
+    main = write_component(tmp_path, SURROGATE)
+    run = run_component(main, engine_env(dev_engine))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    messages = [r["message"] for r in dev_engine.records]
+    assert len(messages) == 21, (messages, run.stderr)
+    assert [m for m in messages if m.startswith("record ")] == [f"record {i}" for i in range(20)]
+    [bad] = [m for m in messages if m.startswith("cannot parse")]
+    assert bad == "cannot parse report-\ufffd.csv"
+    assert "could not be delivered" not in run.stderr
+
+
+UNPRINTABLE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+log = logging.getLogger("app")
+
+class Sulky(ValueError):
+    def __str__(self):
+        raise RuntimeError("no text for you")
+
+class Loop:
+    pass
+
+loop = {"name": "loop"}
+loop["self"] = loop
+nested = []
+nested.append(nested)
+log.info("before")
+log.warning("cyclic extras", extra={"payload": loop, "chain": nested})
+try:
+    raise Sulky("x")
+except Sulky:
+    log.exception("handled")
+log.info("after")
+raise Sulky("y")
+"""
+
+
+def test_unprintable_exceptions_and_cyclic_extras_arrive_with_placeholders(dev_engine, tmp_path):
+    main = write_component(tmp_path, UNPRINTABLE)
+    run = run_component(main, engine_env(dev_engine))
+    assert run.returncode == 1, run.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    records = dev_engine.records
+    messages = [r["message"] for r in records]
+    assert messages[:4] == ["before", "cyclic extras", "handled", "after"], (messages, run.stderr)
+    assert len(records) == 5, messages
+    handled = records[2]
+    assert handled["loglevel"] == "ERROR"
+    assert "<unprintable Sulky>" in handled["traceback"], handled["traceback"]
+    crash = records[4]
+    assert crash["loglevel"] == "CRITICAL"
+    assert "Sulky: <unprintable Sulky>" in crash["message"], crash["message"]
+    assert "<unprintable Sulky>" in crash["traceback"]
+    assert dev_engine.statuses == [("C1", "Failed")]
+    assert "could not be delivered" not in run.stderr
+
+
+# --- the exit accounting ----------------------------------------------------------------------
+
+TEN_THOUSAND = """
+import logging
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+for i in range(10_000):
+    log.info("record %05d %s", i, "x" * 200)
+"""
+
+
+def test_with_the_engine_down_the_exit_report_counts_every_record_exactly(tmp_path):
+    with DevEngine() as engine:
+        url = engine.url
+    main = write_component(tmp_path, TEN_THOUSAND)
+    env = engine_env(engine, OTEL_BLRP_EXPORT_TIMEOUT="1000")
+    env["SPLIGHT_PLATFORM_API_HOST"] = url  # nothing listens there any more
+    for _ in range(5):
+        run = run_component(main, env)
+        assert run.returncode == 0, run.stderr
+        counts = re.findall(r"splight \(the Splight Engine\): (\d+) log records", run.stderr)
+        assert counts == ["10000"], run.stderr
