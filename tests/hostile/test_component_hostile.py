@@ -85,8 +85,6 @@ def test_unprintable_exceptions_and_cyclic_extras_arrive_with_placeholders(dev_e
     assert "could not be delivered" not in run.stderr
 
 
-# --- the exit accounting ----------------------------------------------------------------------
-
 TEN_THOUSAND = """
 import logging
 log = logging.getLogger("app")
@@ -94,6 +92,79 @@ log.setLevel(logging.INFO)
 for i in range(10_000):
     log.info("record %05d %s", i, "x" * 200)
 """
+
+
+# --- what the Engine refuses ----------------------------------------------------------------
+
+SILENT_UNTIL_EXIT = {"OTEL_BLRP_SCHEDULE_DELAY": "60000"}  # one batch, sent by the exit flush
+
+
+def _logs_posts(engine: DevEngine) -> list[tuple[int, int]]:
+    return [(r.status, r.records) for r in engine.requests if r.path.endswith("/logs/write/")]
+
+
+def test_413_splits_the_batch_in_halves_until_the_engine_takes_it(dev_engine, tmp_path):
+    main = write_component(tmp_path, TEN_THOUSAND.replace("10_000", "1000"))
+    dev_engine.fail_next(3, 413, endpoint="logs")
+    run = run_component(main, engine_env(dev_engine, **SILENT_UNTIL_EXIT))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    messages = [r["message"][:12] for r in dev_engine.records]
+    assert messages == [f"record {i:05d}" for i in range(1000)]
+    posts = _logs_posts(dev_engine)
+    assert posts[:3] == [(413, 1000), (413, 500), (413, 250)], posts
+    assert posts[3:] == [(201, 125), (201, 125), (201, 250), (201, 500)], posts
+    assert "refused" not in run.stderr and "rejected" not in run.stderr, run.stderr
+
+
+FOUR = """
+import logging
+log = logging.getLogger("app.reports")
+log.setLevel(logging.INFO)
+log.info("record 0 " + "y" * 200)
+for i in range(1, 4):
+    log.info("record %d", i)
+"""
+
+
+def test_a_record_the_engine_refuses_on_its_own_is_counted_and_named_and_costs_no_other(dev_engine, tmp_path):
+    main = write_component(tmp_path, FOUR)
+    dev_engine.fail_next(3, 413, endpoint="logs")  # [4 records] -> [2] -> [1]: the first one, alone
+    run = run_component(main, engine_env(dev_engine, **SILENT_UNTIL_EXIT))
+    assert run.returncode == 0, run.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [r["message"] for r in dev_engine.records] == ["record 1", "record 2", "record 3"]
+    assert _logs_posts(dev_engine) == [(413, 4), (413, 2), (413, 1), (201, 1), (201, 2)]
+    [line] = [line for line in run.stderr.splitlines() if "refused" in line]
+    shown = "record 0 " + "y" * 71 + "…"
+    assert "'app.reports'" in line and repr(shown) in line and "413" in line, line
+    assert dev_engine.statuses == [("C1", "Succeeded")]
+
+
+WRONG_CREDENTIALS = """
+import logging, time
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+for i in range(30):
+    log.info("record %d", i)
+    time.sleep(0.2)
+"""
+
+
+def test_wrong_credentials_say_so_once_then_once_in_all_not_once_per_batch(dev_engine, tmp_path):
+    main = write_component(tmp_path, WRONG_CREDENTIALS)
+    run = run_component(main, engine_env(dev_engine, SPLIGHT_SECRET_KEY="not-the-secret"))
+    assert run.returncode == 0, run.stderr
+    batches = [p for p in _logs_posts(dev_engine) if p[0] == 401]
+    assert len(batches) >= 10, batches  # one POST per batch, each refused
+    lines = [line for line in run.stderr.splitlines() if "rejected" in line or "refused" in line]
+    assert 1 <= len(lines) <= 2, run.stderr
+    assert "401" in lines[0]
+    assert "not-the-secret" not in run.stderr
+    assert "30 log records and status Succeeded" in lines[-1], lines
+
+
+# --- the exit accounting ----------------------------------------------------------------------
 
 
 def test_with_the_engine_down_the_exit_report_counts_every_record_exactly(tmp_path):
