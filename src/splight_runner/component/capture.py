@@ -114,12 +114,14 @@ def _caller_outside_logging() -> tuple[str, int, str] | None:
 
 def _message(record: logging.LogRecord) -> str:
     try:
-        return record.getMessage()
+        message = record.getMessage()
     except Exception as error:
         try:
-            return f"{record.msg} <arguments not formatted: {type(error).__name__}>"
+            message = f"{record.msg} <arguments not formatted: {type(error).__name__}>"
         except Exception:
             return unprintable(record.msg)
+    # Text no UTF-8 encoder takes (a lone surrogate) gets replacement characters; ASCII costs one check.
+    return message if type(message) is str and message.isascii() else plain_value(message)
 
 
 def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
@@ -140,19 +142,31 @@ def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
         if not printable:
             # The traceback module's own words for it; one placeholder reads the same everywhere.
             text = str(text).replace("<exception str() failed>", message)
-        return exc_type.__name__, message, text
+        return plain_value(exc_type.__name__), plain_value(message), plain_value(text)
     if record.exc_text:
-        return "", "", str(record.exc_text)
+        return "", "", plain_value(record.exc_text)
     return None
 
 
-def _extras(d: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
+def _extras(d: dict[Any, Any], keys: set[Any]) -> dict[str, Any] | None:
     extras = {}
     for key in keys:
-        if key[0] == "_":
+        if type(key) is str and key.isascii():
+            name = key
+        else:
+            # ``extra`` may have any keys (an int, text with a lone surrogate): attribute keys are valid text.
+            try:
+                name = plain_value(key if isinstance(key, str) else str(key))
+            except Exception:
+                name = unprintable(key)
+        if not name or name[0] == "_":
             continue
         value = d[key]
-        extras[key] = value if type(value) in _PLAIN else plain_value(value)
+        kind = type(value)
+        if (kind is str and value.isascii()) or value is None or kind is bool or kind is float:
+            extras[name] = value
+        else:
+            extras[name] = plain_value(value)  # cut at a fixed depth, cycles included; never raises
     return extras or None
 
 

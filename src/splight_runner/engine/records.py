@@ -160,8 +160,11 @@ def _text(value: Any) -> str:
         return value.decode("utf-8", "replace")
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    except Exception:  # a cycle, or a value whose str() raises: a record is never lost to its text
+        try:
+            return str(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
 
 
 def _basename(path: Any) -> str:

@@ -30,6 +30,7 @@ body, attributes, event_name, trace_id, span_id, trace_flags)``
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -210,17 +211,29 @@ def plain_value(value: Any, depth: int = 0) -> Any:
     type when even that fails.
     """
     kind = type(value)
-    if value is None or kind is str or kind is bool or kind is int or kind is float:
+    if kind is str:
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (os.fsdecode of a non-UTF-8 name): no UTF-8 encoder takes it.
+            return _SURROGATE.sub("\ufffd", value)
         return value
+    if value is None or kind is bool or kind is float:
+        return value
+    if kind is int:
+        # OTLP carries 64-bit integers: a bigger one would fail its whole batch.
+        return value if _INT64_MIN <= value <= _INT64_MAX else plain_value(_text_of(value))
     if depth >= 8:
         return "<nested too deep>"
     try:
         if isinstance(value, str):
-            return str.__str__(value)
+            return plain_value(str.__str__(value))
         if isinstance(value, bool):
             return bool(value)
         if isinstance(value, int):
-            return int(value)
+            return plain_value(int(value))
         if isinstance(value, float):
             return float(value)
         if isinstance(value, bytes):
@@ -228,10 +241,21 @@ def plain_value(value: Any, depth: int = 0) -> Any:
         if isinstance(value, (list, tuple)):
             return [plain_value(v, depth + 1) for v in value[:1000]]
         if isinstance(value, Mapping):
-            return {_key(k): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
-        return str(value)
+            return {plain_value(_key(k)): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
+        return plain_value(str(value))
     except Exception:
         return unprintable(value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _text_of(number: int) -> str:
+    try:
+        return str(number)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return f"<int of {number.bit_length()} bits>"
 
 
 def _key(key: Any) -> str:
