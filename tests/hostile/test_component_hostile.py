@@ -8,10 +8,16 @@ and whatever is not delivered is counted exactly.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from splight_runner.dev_engine.server import DevEngine
 from support import engine_env, run_component, write_component
+
+BIN = Path(sys.executable).parent
 
 SURROGATE = """
 import logging, os
@@ -178,3 +184,45 @@ def test_with_the_engine_down_the_exit_report_counts_every_record_exactly(tmp_pa
         assert run.returncode == 0, run.stderr
         counts = re.findall(r"splight \(the Splight Engine\): (\d+) log records", run.stderr)
         assert counts == ["10000"], run.stderr
+
+
+# --- in-process mode: the exporter's connection and the component's descriptors ---------------
+
+CLOSERANGE = """
+import logging, os, socket, time
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.info("first")
+time.sleep(1.5)  # the first POST has gone out on a keep-alive connection
+os.closerange(3, 1024)  # as daemonizing code does
+pairs = [socket.socketpair() for _ in range(20)]  # the connection's descriptor number is someone else's now
+log.info("second")
+time.sleep(1.5)
+leaked = b""
+for pair in pairs:
+    for end in pair:
+        end.setblocking(False)
+        try:
+            leaked += end.recv(65536)
+        except BlockingIOError:
+            pass
+print("leaked", len(leaked), b"Authorization" in leaked, flush=True)
+"""
+
+
+def test_in_process_the_exporter_never_writes_to_a_descriptor_the_component_reused(dev_engine, tmp_path):
+    main = write_component(tmp_path, CLOSERANGE)
+    env = engine_env(dev_engine, COMPONENT_ID="C1", OTEL_BLRP_EXPORT_TIMEOUT="2000")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "python", main.name],
+        cwd=main.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "leaked 0 False" in done.stdout, done.stdout
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert [r["message"] for r in dev_engine.records] == ["first", "second"]
