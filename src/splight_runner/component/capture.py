@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from types import TracebackType
 from typing import Any, Protocol
@@ -43,7 +43,6 @@ _RESERVED = frozenset(
         "processName", "relativeCreated", "stack_info", "thread", "threadName", "taskName",
     )
 )  # fmt: skip
-_PLAIN = frozenset((str, int, float, bool, type(None)))
 #: Attributes a handler's ``Formatter`` adds to a record before the hook sees it.
 _FORMATTED = frozenset(("message", "asctime"))
 
@@ -125,35 +124,41 @@ def _caller_outside_logging() -> tuple[str, int, str] | None:
 
 def _message(record: logging.LogRecord) -> str:
     try:
-        return record.getMessage()
+        message = record.getMessage()
     except Exception as error:
         try:
-            return f"{record.msg} <arguments not formatted: {type(error).__name__}>"
+            message = f"{record.msg} <arguments not formatted: {type(error).__name__}>"
         except Exception:
             return unprintable(record.msg)
+    # Text no UTF-8 encoder takes (a lone surrogate) gets replacement characters; ASCII costs one check.
+    return message if type(message) is str and message.isascii() else plain_value(message)
 
 
 def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
     exc_info = record.exc_info
     if exc_info and exc_info[0] is not None:
         exc_type, exc, tb = exc_info
+        printable = True
         try:
             message = str(exc)
         except Exception:
-            message = unprintable(exc)
+            message, printable = unprintable(exc), False
         text = record.exc_text
         if not text:
             try:
                 text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
             except Exception:
                 text = f"{exc_type.__name__}: {message}"
-        return exc_type.__name__, message, text
+        if not printable:
+            # The traceback module's own words for it; one placeholder reads the same everywhere.
+            text = str(text).replace("<exception str() failed>", message)
+        return plain_value(exc_type.__name__), plain_value(message), plain_value(text)
     if record.exc_text:
-        return "", "", str(record.exc_text)
+        return "", "", plain_value(record.exc_text)
     return None
 
 
-def _tail_extras(d: dict[str, Any]) -> dict[str, Any] | None:
+def _tail_extras(d: dict[Any, Any]) -> dict[str, Any] | None:
     """The user attributes of a record, looking only past the attributes ``LogRecord.__init__`` set.
 
     ``makeRecord`` adds ``extra=`` after ``__init__``, and a formatter adds
@@ -162,25 +167,35 @@ def _tail_extras(d: dict[str, Any]) -> dict[str, Any] | None:
     reserved names. A record class that sets attributes before ``__init__`` puts
     a reserved name in that tail; then every key is compared after all.
     """
-    extras: dict[str, Any] = {}
+    keys = []
     for key in islice(d, _BASE, None):
         if key in _RESERVED:
             if key in _FORMATTED:
                 continue
             return _extras(d, d.keys() - _RESERVED)
-        if key[0] != "_":
-            value = d[key]
-            extras[key] = value if type(value) in _PLAIN else plain_value(value)
-    return extras or None
+        keys.append(key)
+    return _extras(d, keys) if keys else None
 
 
-def _extras(d: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
+def _extras(d: dict[Any, Any], keys: Iterable[Any]) -> dict[str, Any] | None:
     extras = {}
     for key in keys:
-        if key[0] == "_":
+        if type(key) is str and key.isascii():
+            name = key
+        else:
+            # ``extra`` may have any keys (an int, text with a lone surrogate): attribute keys are valid text.
+            try:
+                name = plain_value(key if isinstance(key, str) else str(key))
+            except Exception:
+                name = unprintable(key)
+        if not name or name[0] == "_":
             continue
         value = d[key]
-        extras[key] = value if type(value) in _PLAIN else plain_value(value)
+        kind = type(value)
+        if (kind is str and value.isascii()) or value is None or kind is bool or kind is float:
+            extras[name] = value
+        else:
+            extras[name] = plain_value(value)  # cut at a fixed depth, cycles included; never raises
     return extras or None
 
 

@@ -25,13 +25,15 @@ import random
 import select
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from splight_runner import __version__
+from splight_runner.engine.records import valid_text
 from splight_runner.settings import EngineSettings
 
 __all__ = [
@@ -255,8 +257,17 @@ class EngineClient:
     must not use the parent's socket; :meth:`after_fork` drops it, and each call
     also notices a changed process id by itself.
 
-    ``timeout`` bounds each blocking step of an attempt (connecting, sending,
-    each read of the answer), which in practice bounds the attempt.
+    ``timeout`` bounds a whole call: connecting, sending and reading the answer
+    together, not each read (a server that drips one byte at a time cannot hold
+    a call longer). A call's ``deadline`` (a :func:`time.monotonic` time) can
+    bound it further; at the deadline a watchdog shuts the socket down, which
+    ends any read or write in progress.
+
+    The client never writes to (or closes) a file descriptor it did not open:
+    the device and inode of its socket are recorded at connect and checked
+    before every use, so a connection whose descriptor number the process
+    closed and reused (``os.closerange``, ``dup2``, a daemonizing library) is
+    forgotten without a byte written, and a new one is opened.
     """
 
     def __init__(self, settings: EngineSettings, *, timeout: float = 10.0) -> None:
@@ -272,28 +283,41 @@ class EngineClient:
         self._proxy = _proxy_for(parts.scheme, self._host, self._port)
         self._ssl_context: ssl.SSLContext | None = None
         self._conn: http.client.HTTPConnection | None = None
+        #: (device, inode) of the connection's socket, recorded when it was opened.
+        self._identity: tuple[int, int] | None = None
         self._pid = os.getpid()
         self._secrets = tuple(s for s in (settings.authorization, settings.secret_key) if s)
 
     # -- the two calls ---------------------------------------------------------
 
-    def write_logs(self, body: bytes) -> None:
-        """POST an encoded ``{"records": [...]}`` body (see :func:`pack_records`)."""
-        self._post(self._settings.logs_path, body, _JSON)
+    def write_logs(self, body: bytes, *, deadline: float | None = None) -> None:
+        """POST an encoded ``{"records": [...]}`` body (see :func:`pack_records`).
 
-    def update_status(self, process_id: str, status: str) -> None:
-        """POST ``deployment_status=<status>`` for ``process_id``."""
+        ``deadline``: a :func:`time.monotonic` time the call must not outlast.
+        """
+        self._post(self._settings.logs_path, body, _JSON, deadline)
+
+    def update_status(self, process_id: str, status: str, *, deadline: float | None = None) -> None:
+        """POST ``deployment_status=<status>`` for ``process_id`` (``deadline`` as in :meth:`write_logs`)."""
         path = self._settings.status_path(quote(process_id, safe=""))
         body = urlencode({"deployment_status": status}).encode("ascii")
-        self._post(path, body, _FORM)
+        self._post(path, body, _FORM, deadline)
 
     # -- connection lifecycle --------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection; the next call opens a new one."""
+        """Close the connection; the next call opens a new one.
+
+        A descriptor that no longer holds the socket this client opened is let
+        go of without being closed: it belongs to someone else now.
+        """
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        if conn is None:
+            return
+        if conn.sock is not None and not self._still_ours(conn.sock):
+            self._let_go(conn)
+            return
+        conn.close()
 
     def after_fork(self) -> None:
         """Forget a connection inherited from the parent process; the next call opens its own.
@@ -304,6 +328,9 @@ class EngineClient:
         conn, self._conn = self._conn, None
         self._pid = os.getpid()
         if conn is not None:
+            if conn.sock is not None and not self._still_ours(conn.sock):
+                self._let_go(conn)
+                return
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -337,19 +364,57 @@ class EngineClient:
         if os.getpid() != self._pid:
             self.after_fork()
         conn = self._conn
-        if conn is not None and conn.sock is not None and _connection_dropped(conn.sock):
-            self.close()
-            conn = None
+        if conn is not None and conn.sock is not None:
+            if not self._still_ours(conn.sock):
+                # The process closed our descriptor (closerange, dup2) and the number may now
+                # be someone else's socket or file: not one byte may go there.
+                self._conn = None
+                self._let_go(conn)
+                conn = None
+            elif _connection_dropped(conn.sock):
+                self.close()
+                conn = None
         if conn is None:
             conn = self._conn = self._new_connection()
         return conn, conn.sock is not None
+
+    @staticmethod
+    def _fd_identity(sock: socket.socket) -> tuple[int, int] | None:
+        try:
+            status = os.fstat(sock.fileno())
+        except (OSError, ValueError):
+            return None
+        return status.st_dev, status.st_ino
+
+    def _still_ours(self, sock: socket.socket) -> bool:
+        """Whether ``sock``'s descriptor still holds the socket opened by :meth:`_connect`."""
+        identity = self._fd_identity(sock)
+        return identity is not None and identity == self._identity
+
+    def _may_shut_down(self, sock: socket.socket) -> bool:
+        """The watchdog's check: a socket still connecting (no identity yet) or still ours."""
+        return self._identity is None or self._still_ours(sock)
+
+    def _let_go(self, conn: http.client.HTTPConnection) -> None:
+        """Forget ``conn`` without closing, shutting down or writing to its descriptor."""
+        sock, conn.sock = conn.sock, None
+        self._identity = None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                socket.socket.detach(sock)  # the socket object now holds no descriptor at all
+        with contextlib.suppress(Exception):
+            conn.close()  # what is left (a response object) holds no descriptor of its own
+
+    def _connect(self, conn: http.client.HTTPConnection) -> None:
+        conn.connect()
+        self._identity = self._fd_identity(conn.sock) if conn.sock is not None else None
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
 
-    def _post(self, path: str, body: bytes, content_type: str) -> None:
+    def _post(self, path: str, body: bytes, content_type: str, deadline: float | None = None) -> None:
         headers = {
             "Authorization": self._settings.authorization,
             "User-Agent": _USER_AGENT,
@@ -357,31 +422,47 @@ class EngineClient:
             "Content-Type": content_type,
             "Content-Length": str(len(body)),
         }
+        limit = time.monotonic() + self._timeout
+        by_deadline = deadline is not None and deadline < limit
+        if by_deadline:
+            limit = deadline  # type: ignore[assignment]
         for attempt in (0, 1):
+            remaining = limit - time.monotonic()
+            if remaining <= 0:
+                raise EngineError(f"no time left to call {self._where} (deadline passed)", retryable=True)
             conn, reused = self._connection()
             stage = "connect" if conn.sock is None else "send"
+            watchdog = _Watchdog(conn, remaining, self._may_shut_down)
             try:
                 if conn.sock is None:
-                    conn.connect()
+                    conn.timeout = remaining
+                    self._connect(conn)
                     stage = "send"
+                if conn.sock is not None:
+                    conn.sock.settimeout(max(0.001, limit - time.monotonic()))
                 conn.request("POST", path, body=body, headers=headers)
                 stage = "answer"
                 response = conn.getresponse()
                 stage = "body"
                 data = response.read()
             except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
+                fired = watchdog.cancel()
                 self.close()
-                if reused and attempt == 0 and stage in ("send", "answer"):
+                if reused and attempt == 0 and stage in ("send", "answer") and not fired:
                     # The server closed an idle keep-alive connection just as we
                     # reused it; nothing was answered, so open a fresh one.
                     continue
-                raise self._failure(error, stage) from None
+                raise self._failure(error, stage, fired, by_deadline) from None
             except (OSError, http.client.HTTPException) as error:
+                fired = watchdog.cancel()
                 self.close()
-                raise self._failure(error, stage) from None
+                raise self._failure(error, stage, fired, by_deadline) from None
             except BaseException:
+                watchdog.cancel()
                 self.close()  # half a request on the connection: never reuse it
                 raise
+            if watchdog.cancel():
+                self.close()  # shut down under the answer: never reuse it
             break
         if response.will_close:
             self.close()
@@ -393,8 +474,13 @@ class EngineClient:
             retry_after=parse_retry_after(response.getheader("Retry-After")),
         )
 
-    def _failure(self, error: BaseException, stage: str) -> EngineError:
-        text = _describe_failure(error, self._where, self._timeout, stage)
+    def _failure(self, error: BaseException, stage: str, cut: bool = False, by_deadline: bool = False) -> EngineError:
+        if by_deadline and (cut or isinstance(error, TimeoutError)):
+            text = f"no complete answer from {self._where} before the call's deadline"
+        elif cut:
+            text = f"no complete answer from {self._where} within {self._timeout:g}s"
+        else:
+            text = _describe_failure(error, self._where, self._timeout, stage)
         return EngineError(self._scrub(text), status=None, retryable=True)
 
     def _detail(self, response: http.client.HTTPResponse, data: bytes) -> str:
@@ -420,22 +506,91 @@ class EngineClient:
         return _one_line(self._scrub(detail))
 
 
+class _Watchdog:
+    """Shuts a connection's socket down when a call's time is up, ending any blocked read or write.
+
+    Per-step socket timeouts cannot bound a call: a server that answers one byte
+    every half second never lets a read time out. ``shutdown`` on the socket
+    (not ``close``: the descriptor stays ours until the caller closes it) makes
+    the blocked call return at once.
+    """
+
+    __slots__ = ("_conn", "_fired", "_lock", "_ours", "_timer")
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float, ours: Callable[[Any], bool]) -> None:
+        self._conn = conn
+        self._ours = ours
+        self._fired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            self._fired = True
+            sock = self._conn.sock
+            if sock is not None and self._ours(sock):
+                with contextlib.suppress(OSError, ValueError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def cancel(self) -> bool:
+        """Stop watching; True when the watchdog had already cut the call."""
+        self._timer.cancel()
+        with self._lock:
+            self._conn = None
+            return self._fired
+
+
 # -- batching ------------------------------------------------------------------
+
+
+#: Depth at which :func:`_json_safe` cuts nested containers (and so any cycle).
+MAX_JSON_DEPTH = 32
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or a placeholder naming its type when that raises."""
+    try:
+        return str(value)
+    except Exception:
+        try:
+            name = type(value).__name__
+        except Exception:
+            name = "object"
+        return f"<unprintable {name}>"
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` that strict JSON can carry (no NaN, str keys, no cycles)."""
-    if depth > 64:
-        return "[nested too deep]"
+    if depth > MAX_JSON_DEPTH:
+        return "<nested too deep>"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        try:
+            items = list(value.items())
+        except Exception:
+            return _safe_str(value)
+        return {(k if isinstance(k, str) else _safe_str(k)): _json_safe(v, depth + 1) for k, v in items}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v, depth + 1) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    return _safe_str(value)
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (``os.fsdecode`` of a non-UTF-8 name) becomes U+FFFD.
+
+    Such text cannot be encoded at all; without this, one record's file name would sink its batch.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return valid_text(text).encode("utf-8")
 
 
 #: One encoder for every record: ``json.dumps`` with options builds a new one per call.
@@ -450,9 +605,9 @@ def _encode(record: Mapping[str, Any]) -> bytes:
     """
     try:
         text = _ENCODER.encode(record)
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # TypeError, ValueError, RecursionError, or a value whose str() raises
         text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8")
+    return _utf8(text)
 
 
 def _marker(removed: int) -> str:
@@ -462,7 +617,7 @@ def _marker(removed: int) -> str:
 def _cut(original: str, keep: int) -> str:
     """The first ``keep`` characters of ``original`` and a marker counting the bytes removed."""
     prefix = original[:keep]
-    return prefix + _marker(len(original.encode("utf-8")) - len(prefix.encode("utf-8")))
+    return prefix + _marker(len(_utf8(original)) - len(_utf8(prefix)))
 
 
 def _shorten_field(record: dict[str, Any], field: str, original: str, budget: int, floor: int) -> bytes | None:
@@ -557,8 +712,8 @@ def pack_records(
         # The usual case, a batch that fits one POST: one encoder call for all of it
         # (half the cost of one per record). Anything unusual takes the careful path.
         try:
-            body = _ENCODER.encode({"records": list(records)}).encode("utf-8")
-        except (TypeError, ValueError, RecursionError):
+            body = _utf8(_ENCODER.encode({"records": list(records)}))
+        except Exception:
             body = b""
         if body and len(body) <= max_bytes:
             return [(body, len(records))]

@@ -9,6 +9,7 @@ Engine whichever way it travelled.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,22 @@ _PLATFORM_STATUS = {"Running": "Running", "Stopped": "Stopped", "Failed": "Faile
 COMPONENT = "component"
 #: Attribute of the runner's own WARNING record that counts dropped records.
 ATTR_DROPPED_COUNT = "splight.dropped.count"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry replaced by U+FFFD.
+
+    A lone surrogate (``os.fsdecode`` of a file name that is not UTF-8) makes any
+    UTF-8 encoder raise: left in, one record would sink its whole batch.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def platform_status(engine_state: str) -> str | None:
@@ -160,8 +177,11 @@ def _text(value: Any) -> str:
         return value.decode("utf-8", "replace")
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    except Exception:  # a cycle, or a value whose str() raises: a record is never lost to its text
+        try:
+            return str(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
 
 
 def _basename(path: Any) -> str:

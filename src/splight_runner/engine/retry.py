@@ -13,18 +13,29 @@ import threading
 import time
 from collections.abc import Callable
 
+from splight_runner.diagnostics import say_limited
 from splight_runner.engine.client import EngineError, retry_delay
 
 Deadline = Callable[[], "float | None"]
+#: The rate-limit kind of the line said when the Engine rejects a call for good.
+REJECTED = "engine-rejected"
 
 
 class Retrier:
-    """Retries one call at a time; says once when an outage starts and once when it ends."""
+    """Retries one call at a time; says once when an outage starts and once when it ends.
 
-    def __init__(self, say: Callable[[str], None]) -> None:
+    A call rejected for good (a 4xx other than 408/429) is said through
+    :func:`splight_runner.diagnostics.say_limited`: wrong credentials reject
+    every batch, and one line per batch would flood stderr.
+    """
+
+    def __init__(self, say: Callable[[str], None], say_repeating: Callable[[str, str], None] = say_limited) -> None:
         self._say = say
+        self._say_repeating = say_repeating
         self._outage_since: float | None = None
         self._hurry = threading.Event()
+        #: Why the last call that returned False was rejected.
+        self.rejection: EngineError | None = None
 
     @property
     def failing(self) -> bool:
@@ -40,15 +51,32 @@ class Retrier:
         self._outage_since = None
         self._hurry = threading.Event()
 
-    def call(self, call: Callable[[], None], *, deadline: Deadline, what: str) -> bool | None:
-        """True: accepted. False: rejected for good (not retryable). None: the deadline passed."""
+    def call(
+        self,
+        call: Callable[[float | None], None],
+        *,
+        deadline: Deadline,
+        what: str,
+        handled: frozenset[int] = frozenset(),
+    ) -> bool | None:
+        """True: accepted. False: rejected for good (not retryable; see :attr:`rejection`). None: the deadline passed.
+
+        ``call`` gets the deadline (a monotonic time, or None) that must bound it
+        as a whole. A rejection whose status is in ``handled`` is left for the
+        caller to say (or to act on: a 413 is split, not dropped).
+        """
         attempt = 0
         while True:
+            give_up_at = deadline()
+            if give_up_at is not None and give_up_at <= time.monotonic():
+                return None  # no call at all: the exit report counts what is left
             try:
-                call()
+                call(give_up_at)
             except EngineError as error:
                 if not error.retryable:
-                    self._say(f"the Engine rejected {what} ({error}); dropped")
+                    self.rejection = error
+                    if error.status not in handled:
+                        self._say_repeating(REJECTED, f"the Engine rejected {what} ({error}); dropped")
                     return False
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from splight_runner.engine import records
+from splight_runner.engine.records import valid_text
 
 LOG = 0
 STATUS = 1
@@ -129,6 +130,14 @@ class FlatEmitter:
             span_id,
             trace_flags,
         ) = item
+        # The hook copies these as they are (a check per record would cost the component); text that
+        # no UTF-8 encoder takes (a lone surrogate from a file name) is repaired here, off its thread.
+        if not (message.isascii() and pathname.isascii() and name.isascii()):
+            message, pathname, name = valid_text(message), valid_text(pathname), valid_text(name)
+        if function is not None and not function.isascii():
+            function = valid_text(function)
+        if stack_info and not stack_info.isascii():
+            stack_info = valid_text(stack_info)
         attributes: dict[str, Any] = {records.ATTR_CODE_FILE_PATH: pathname}
         if self._code_attributes:
             attributes[records.ATTR_CODE_FUNCTION] = function
@@ -210,17 +219,22 @@ def plain_value(value: Any, depth: int = 0) -> Any:
     type when even that fails.
     """
     kind = type(value)
-    if value is None or kind is str or kind is bool or kind is int or kind is float:
+    if kind is str:
+        return value if value.isascii() else valid_text(value)
+    if value is None or kind is bool or kind is float:
         return value
+    if kind is int:
+        # OTLP carries 64-bit integers: a bigger one would fail its whole batch.
+        return value if _INT64_MIN <= value <= _INT64_MAX else plain_value(_text_of(value))
     if depth >= 8:
         return "<nested too deep>"
     try:
         if isinstance(value, str):
-            return str.__str__(value)
+            return plain_value(str.__str__(value))
         if isinstance(value, bool):
             return bool(value)
         if isinstance(value, int):
-            return int(value)
+            return plain_value(int(value))
         if isinstance(value, float):
             return float(value)
         if isinstance(value, bytes):
@@ -228,10 +242,20 @@ def plain_value(value: Any, depth: int = 0) -> Any:
         if isinstance(value, (list, tuple)):
             return [plain_value(v, depth + 1) for v in value[:1000]]
         if isinstance(value, Mapping):
-            return {_key(k): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
-        return str(value)
+            return {plain_value(_key(k)): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
+        return plain_value(str(value))
     except Exception:
         return unprintable(value)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _text_of(number: int) -> str:
+    try:
+        return str(number)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return f"<int of {number.bit_length()} bits>"
 
 
 def _key(key: Any) -> str:

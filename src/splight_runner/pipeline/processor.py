@@ -186,18 +186,22 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def _drain(self) -> None:
         queue = self._queue
         while queue:
+            # In flight from the first record taken off the queue: an exit report read meanwhile
+            # finds every record in exactly one of the two.
             batch: list[ReadWriteLogRecord] = []
+            self._in_flight = batch
             marker: _Flush | None = None
             while queue and len(batch) < self._batch_size:
-                item = queue.popleft()
+                item = queue[0]
                 if isinstance(item, _Flush):
+                    queue.popleft()
                     marker = item
                     break
                 batch.append(item)
+                queue.popleft()
                 self._queued_bytes -= _size(item)
             if batch:
                 self._template = batch[-1]
-                self._in_flight = batch
                 try:
                     delivered = self._exporter.deliver(batch, self._deadline)
                 except Exception as error:  # a bug must not kill the only worker
@@ -207,6 +211,8 @@ class SplightLogRecordProcessor(LogRecordProcessor):
                     self._in_flight = []
                 if delivered and self.drops:
                     self._report_drops()
+            else:
+                self._in_flight = []
             if marker is not None:
                 marker.done.set()
 
