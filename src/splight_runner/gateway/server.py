@@ -47,6 +47,13 @@ for rather than sent twice. The memory lives in this process: a gateway killed
 between the Engine's acceptance and its own answer can still cause one
 duplicate POST after it restarts.
 
+Limits (why and the measurements: collector-config/README.md, "The gateway"):
+records per request (``max_records``, 413), values per record, body size (raw,
+inflated, a 16th for JSON); the request is walked on the wire
+(:class:`~splight_runner.gateway.otlp_http.LogsRequest`) and translated one POST
+at a time inside a delivery slot (:meth:`~splight_runner.gateway.plan.Plan.steps`);
+``max_connections`` with idle and read timeouts (:class:`~splight_runner._http.ConnectionLimits`).
+
 Threads: ``ThreadingHTTPServer`` runs one thread per collector connection.
 :class:`EngineClient` is not thread-safe, so each request borrows a client from
 a small pool (one client per thread at a time, the Engine keep-alive
