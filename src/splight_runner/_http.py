@@ -6,14 +6,25 @@ the keep-alive handler that tracks its connection and sends an :class:`Answer`
 in one write, the open connections cut at stop (:class:`OpenConnections`), the
 URL of a host that may be an IPv6 literal (:func:`http_url`), and the foreground
 loop of a command that serves until SIGINT or SIGTERM (:func:`wait_for_stop_signal`).
+
+A server given :class:`ConnectionLimits` (the gateway; the dev-engine has none)
+also holds at most ``max_connections`` connections: at the cap, or when accept()
+finds no file descriptor left, it closes the connection that has waited longest
+for a request (an idle keep-alive or a client that never sent anything) to make
+room, and when none is idle it leaves newcomers in the listen backlog for a moment
+instead of spinning on a listening socket it cannot accept from. A connection
+idle longer than ``idle_timeout``, or still sending one request after
+``read_timeout``, is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,25 +49,103 @@ class Answer:
     close: bool = False
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections a server holds and how long it lets them wait or dawdle."""
+
+    #: Open connections at most (see :func:`connection_cap` for the file-descriptor bound).
+    max_connections: int
+    #: A connection with no request started is closed after this many seconds.
+    idle_timeout: float
+    #: A request's line, headers and body must all arrive within this many seconds.
+    read_timeout: float
+
+
+def connection_cap(wanted: int, reserve: int) -> int:
+    """``wanted``, lowered so that ``reserve`` file descriptors stay free under ``RLIMIT_NOFILE``."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return wanted
+    return max(1, min(wanted, soft - reserve))
+
+
+#: Phases of a connection (:meth:`OpenConnections.mark`).
+WAITING, READING, WORKING = "waiting", "reading", "working"
+
+#: accept() errors that mean "no resources for another connection right now".
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
 class OpenConnections:
-    """The connections a server has open, numbered as they arrive, so a stop can cut them all."""
+    """The connections a server has open, numbered as they arrive, so a stop can cut them all.
+
+    Each also has a phase (:data:`WAITING` for a request, :data:`READING` one,
+    :data:`WORKING` on it) and the time it entered it, for :class:`ConnectionLimits`.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
+        self._lock = threading.Condition()
+        self._open: dict[socket.socket, tuple[str, float]] = {}
         #: Connections accepted so far.
         self.count = 0
 
     def opened(self, sock: socket.socket) -> int:
-        """Track ``sock``; returns its number (1 for the first connection)."""
+        """Track ``sock`` (waiting for a request); returns its number (1 for the first connection)."""
         with self._lock:
-            self.count += 1
-            self._open.add(sock)
+            if sock not in self._open:
+                self.count += 1
+            self._open[sock] = (WAITING, time.monotonic())
             return self.count
 
     def closed(self, sock: socket.socket) -> None:
         with self._lock:
-            self._open.discard(sock)
+            self._open.pop(sock, None)
+            self._lock.notify_all()
+
+    def mark(self, sock: socket.socket, phase: str) -> None:
+        with self._lock:
+            if sock in self._open:
+                self._open[sock] = (phase, time.monotonic())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def wait_for_close(self, timeout: float) -> None:
+        """Until a connection closes, at most ``timeout`` seconds."""
+        with self._lock:
+            self._lock.wait(timeout)
+
+    def evict_idle(self) -> bool:
+        """Shut down the connection that has waited longest for a request; False when none waits."""
+        with self._lock:
+            waiting = [(since, sock) for sock, (phase, since) in self._open.items() if phase == WAITING]
+            if not waiting:
+                return False
+            _, sock = min(waiting, key=lambda item: item[0])
+            self._open[sock] = (READING, time.monotonic())  # not chosen twice while it closes
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def expire(self, limits: ConnectionLimits) -> None:
+        """Shut down connections idle past ``idle_timeout`` or reading one request past ``read_timeout``."""
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                sock
+                for sock, (phase, since) in self._open.items()
+                if (phase == WAITING and now - since > limits.idle_timeout)
+                or (phase == READING and now - since > limits.read_timeout)
+            ]
+        for sock in late:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def cut(self, spare: socket.socket | None = None) -> None:
         """Shut down every open connection except ``spare`` (its handler thread then ends)."""
@@ -91,16 +180,66 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, IPv6 literals accepted, and no reverse DNS at bind time.
 
     ``owner`` is the object the handlers answer for (the gateway, the dev-engine).
+    With ``limits``, the server tracks its connections in ``connections`` itself
+    and keeps to the limits (see the module's documentation).
     """
 
     daemon_threads = True
     allow_reuse_address = True
+    #: Seconds between two sweeps for idle and slow connections.
+    sweep_interval = 0.5
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: Any = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        owner: Any = None,
+        *,
+        limits: ConnectionLimits | None = None,
+        connections: OpenConnections | None = None,
+    ) -> None:
         self.owner = owner
+        self.limits = limits
+        self.connections = connections if connections is not None else OpenConnections()
+        self._next_sweep = 0.0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        limits = self.limits
+        if limits is None:
+            return super().get_request()
+        connections = self.connections
+        if len(connections) >= limits.max_connections:
+            # Make room by closing the longest-idle connection; with none idle, leave the
+            # newcomer in the backlog a moment (this raise makes serve_forever poll again).
+            if not connections.evict_idle():
+                connections.wait_for_close(0.2)
+                raise OSError(errno.EAGAIN, "connection limit reached")
+            connections.wait_for_close(0.2)
+        try:
+            sock, address = super().get_request()
+        except OSError as error:
+            if error.errno in _OUT_OF_RESOURCES:
+                # No descriptor for it: the listening socket stays readable, so without a
+                # pause this would spin. Free one if a connection is idle, then try again.
+                connections.evict_idle()
+                connections.wait_for_close(0.1)
+            raise
+        connections.opened(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        if self.limits is not None:
+            self.connections.closed(request)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        limits = self.limits
+        if limits is not None and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self.sweep_interval
+            self.connections.expire(limits)
 
     def serve_in_background(self, name: str, poll_interval: float) -> threading.Thread:
         """Serve on a started daemon thread (the dev-engine and the gateway both run this way)."""
@@ -151,6 +290,28 @@ class ConnectionHandler(BaseHTTPRequestHandler):
             pass
         finally:
             self.connection_closed()
+
+    def handle_one_request(self) -> None:
+        server = self.server
+        if getattr(server, "limits", None) is None:
+            super().handle_one_request()
+            return
+        connections: OpenConnections = server.connections  # type: ignore[attr-defined]
+        connections.mark(self.request, WAITING)
+        try:
+            started = self.rfile.peek(1)  # the next request's first byte, or the end
+        except OSError:  # timed out, or evicted / expired by the server
+            started = b""
+        if not started:
+            self.close_connection = True
+            return
+        connections.mark(self.request, READING)
+        super().handle_one_request()
+
+    def request_read(self) -> None:
+        """Say the request is fully read (its read deadline no longer applies)."""
+        if getattr(self.server, "limits", None) is not None:
+            self.server.connections.mark(self.request, WORKING)  # type: ignore[attr-defined]
 
     def send_answer(self, answer: Answer) -> None:
         """Status line, headers and body in one write (never split across a delayed ACK); no body for HEAD."""

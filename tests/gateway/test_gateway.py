@@ -39,6 +39,7 @@ from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from splight_runner import diagnostics
 from splight_runner.dev_engine.server import DevEngine
 from splight_runner.engine import records as translation
 from splight_runner.gateway.command import parse_listen
@@ -787,16 +788,32 @@ def test_a_non_retryable_engine_rejection_is_a_partial_success(
     assert len(err.strip().splitlines()) == 1
 
 
-def test_wrong_engine_credentials_never_print_the_secret(
-    dev_engine: DevEngine, capsys: pytest.CaptureFixture[str]
+def test_wrong_engine_credentials_are_503_said_once_and_never_print_the_secret(
+    dev_engine: DevEngine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The gateway's own credentials are wrong: the collector must keep the records (503), not drop them."""
+    monkeypatch.setattr(diagnostics, "_limited", {})  # a fresh rate limiter: this test wants the first line
     wrong = EngineSettings(host=dev_engine.url, api_version="v3", access_id=ACCESS_ID, secret_key="TOPSECRET42")
     with Gateway(("127.0.0.1", 0), wrong) as gateway:
-        reply = post(gateway, otlp(many(2)))
-        assert reply.status == 200
-        assert reply.response().partial_success.rejected_log_records == 2
-        assert "TOPSECRET42" not in reply.response().partial_success.error_message
-    assert "TOPSECRET42" not in capsys.readouterr().err
+        for _ in range(5):
+            reply = post(gateway, otlp(many(2)))
+            assert reply.status == 503
+            assert int(reply.headers["retry-after"]) >= 1
+            assert reply.rpc_status()[0] == 14
+            assert "TOPSECRET42" not in reply.body.decode("utf-8", "replace")
+        assert gateway.stats.records_rejected == 0
+    err = capsys.readouterr().err
+    assert "TOPSECRET42" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "credentials" in lines[0] and "SPLIGHT_SECRET_KEY" in lines[0], err
+
+
+def test_an_engine_403_is_503_too_and_delivery_resumes(gateway: Gateway, dev_engine: DevEngine) -> None:
+    dev_engine.fail_next(2, 403, endpoint="logs")
+    assert post(gateway, otlp(many(2))).status == 503
+    assert post(gateway, otlp(many(2))).status == 503
+    assert post(gateway, otlp(many(2))).status == 200
+    assert messages(dev_engine) == ["m0", "m1"]
 
 
 def test_stop_closes_idle_connections_and_frees_the_port(dev_engine: DevEngine) -> None:
@@ -875,6 +892,9 @@ def test_cli_gateway_without_credentials_exits_2_with_one_line(dev_engine: DevEn
     [
         (["--listen", "nonsense"], "--listen"),
         (["--max-body-bytes", "0"], "--max-body-bytes"),
+        (["--max-records", "0"], "--max-records"),
+        (["--max-connections", "x"], "--max-connections"),
+        (["--listen", "0.0.0.0:0"], "SPLIGHT_GATEWAY_TOKEN"),
         (["--bogus"], "unrecognized"),
     ],
 )
@@ -920,3 +940,122 @@ def test_throughput_is_measured(dev_engine: DevEngine) -> None:
     assert len(dev_engine.records) == 25_000
     if dev_engine_out:
         print(f"\n{25_000 / elapsed:.0f} records/s (gateway and DevEngine in one process)", file=sys.stderr)
+
+
+# -- limits (issue 12) ------------------------------------------------------------------------------
+
+
+def test_records_per_request_are_capped_with_413(dev_engine: DevEngine) -> None:
+    with Gateway(("127.0.0.1", 0), settings(dev_engine), max_records=1000) as gateway:
+        reply = post(gateway, otlp(many(1001)))
+        assert reply.status == 413
+        assert "more than 1000 log records" in reply.rpc_status()[1]
+        json_reply = post(gateway, to_otlp_json(otlp(many(1001))), content_type=JSON)
+        assert json_reply.status == 413
+        assert dev_engine.requests == []
+        assert post(gateway, otlp(many(1000))).status == 200
+    assert len(dev_engine.records) == 1000
+
+
+def test_a_record_with_too_many_values_is_413(gateway: Gateway, dev_engine: DevEngine) -> None:
+    request = otlp([Rec(attributes={f"k{i}": i for i in range(70_000)})])
+    reply = post(gateway, request)
+    assert reply.status == 413
+    assert "65536 values" in reply.rpc_status()[1]
+    assert post(gateway, otlp([Rec(attributes={f"k{i}": i for i in range(5_000)})])).status == 200
+    assert messages(dev_engine) == ["hello"]
+
+
+def test_engine_records_are_built_one_post_at_a_time(
+    gateway: Gateway, dev_engine: DevEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Engine refuses the first POST of 5000 records: only that POST's records were translated."""
+    built = 0
+    real = translation.engine_record
+
+    def counting(**kwargs: Any) -> dict[str, Any]:
+        nonlocal built
+        built += 1
+        return real(**kwargs)
+
+    monkeypatch.setattr(translation, "engine_record", counting)
+    dev_engine.fail_next(1, 503, endpoint="logs")
+    assert post(gateway, otlp(many(5000))).status == 503
+    assert built == 1000
+    assert post(gateway, otlp(many(5000))).status == 200
+    assert len(dev_engine.records) == 5000
+
+
+def test_records_without_timestamps_are_not_duplicated_on_a_retry(gateway: Gateway, dev_engine: DevEngine) -> None:
+    """Issue 12: 1,000 duplicates of 2,500. The timestamp must not come from the gateway's clock."""
+    request = otlp([Rec(body=f"m{i}", time_ns=0, observed_ns=0) for i in range(2500)]).SerializeToString()
+    dev_engine.set_delay(0.3)
+
+    def fail_the_second_post() -> None:
+        dev_engine.wait_for(lambda engine: len(engine.records) >= 1000, timeout=20)
+        dev_engine.fail_next(1, 503, endpoint="logs")
+        dev_engine.set_delay(0)
+
+    watcher = threading.Thread(target=fail_the_second_post)
+    watcher.start()
+    assert post(gateway, request).status == 503
+    watcher.join()
+    time.sleep(0.01)
+    assert post(gateway, request).status == 200
+    time.sleep(0.01)
+    assert post(gateway, request).status == 200  # the whole request once more, later
+    assert messages(dev_engine) == [f"m{i}" for i in range(2500)]
+
+
+def test_a_record_without_time_gets_its_observed_time_else_the_one_before_it(
+    gateway: Gateway, dev_engine: DevEngine
+) -> None:
+    second = 1_000_000_000
+    request = otlp(
+        [
+            Rec(body="none yet", time_ns=0),
+            Rec(body="observed", time_ns=0, observed_ns=T0 + 2 * second),
+            Rec(body="inherits", time_ns=0),
+            Rec(body="own", time_ns=T0 + 5 * second, observed_ns=T0 + 9 * second),
+        ]
+    )
+    assert post(gateway, request).status == 200
+    stamps = {record["message"]: record["timestamp"] for record in dev_engine.records}
+    assert stamps == {
+        "none yet": "1970-01-01T00:00:00.000000Z",
+        "observed": "2024-01-01T00:00:02.000000Z",
+        "inherits": "2024-01-01T00:00:02.000000Z",
+        "own": "2024-01-01T00:00:05.000000Z",
+    }
+
+
+def test_idle_and_slow_connections_are_closed(dev_engine: DevEngine) -> None:
+    with Gateway(("127.0.0.1", 0), settings(dev_engine), idle_timeout=0.5, read_timeout=1.0) as gateway:
+        idle = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
+        slow = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
+        started = time.monotonic()
+        slow.sendall(b"POST /v1/logs HTTP/1.1\r\n")
+        closed_slow = None
+        for _ in range(30):  # a header line every 0.1 s, never finishing
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed_slow = time.monotonic() - started
+                break
+            time.sleep(0.1)
+        assert idle.recv(1) == b""  # closed by the gateway
+        assert closed_slow is not None and closed_slow < 2.9
+        assert post(gateway, otlp(many(1))).status == 200
+        idle.close()
+        slow.close()
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(dev_engine: DevEngine) -> None:
+    with Gateway(("127.0.0.1", 0), settings(dev_engine), max_connections=4) as gateway:
+        idle = [socket.create_connection(("127.0.0.1", gateway.port), timeout=5) for _ in range(10)]
+        started = time.monotonic()
+        assert post(gateway, otlp(many(1)), timeout=5).status == 200
+        assert time.monotonic() - started < 2.0
+        assert idle[0].recv(1) == b""  # the oldest went first
+        for sock in idle:
+            sock.close()

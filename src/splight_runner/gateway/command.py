@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import time
 from collections.abc import Sequence
@@ -11,7 +12,14 @@ from typing import NoReturn
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner._http import wait_for_stop_signal
-from splight_runner.gateway.server import DEFAULT_HOST, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, Gateway
+from splight_runner.gateway.server import (
+    DEFAULT_HOST,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RECORDS,
+    Gateway,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +46,16 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise config.ConfigError(f"gateway: --listen {text!r}: {port} is not a TCP port")
     return host or DEFAULT_HOST, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (``localhost`` or a loopback address)."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _positive(text: str) -> int:
@@ -79,6 +97,19 @@ def main(args: Sequence[str]) -> int:
         help=f"largest request body, raw and decompressed (default {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
+        "--max-records",
+        type=_positive,
+        default=DEFAULT_MAX_RECORDS,
+        help=f"most log records in one request, more is answered 413 (default {DEFAULT_MAX_RECORDS})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"most open client connections; at the cap the longest-idle one is closed for a new one "
+        f"(default {DEFAULT_MAX_CONNECTIONS}, lowered to fit the open-files limit)",
+    )
+    parser.add_argument(
         "--stats-interval",
         type=_seconds,
         default=0.0,
@@ -91,7 +122,19 @@ def main(args: Sequence[str]) -> int:
     token = ns.token if ns.token is not None else config.read(names.SPLIGHT_GATEWAY_TOKEN)
     if token is not None and (not token or any(ch.isspace() for ch in token) or not token.isprintable()):
         raise config.ConfigError(f"gateway: the token ({names.SPLIGHT_GATEWAY_TOKEN}) is empty or has whitespace")
-    gateway = Gateway((host, port), engine, token=token or None, max_body_bytes=ns.max_body_bytes)
+    if not token and not is_loopback(host):
+        raise config.ConfigError(
+            f"gateway: --listen {ns.listen} is reachable from other machines: set a token "
+            f"({names.SPLIGHT_GATEWAY_TOKEN} or --token) so that only your collector can post records"
+        )
+    gateway = Gateway(
+        (host, port),
+        engine,
+        token=token or None,
+        max_body_bytes=ns.max_body_bytes,
+        max_records=ns.max_records,
+        max_connections=ns.max_connections,
+    )
     try:
         gateway.start()
     except OSError as error:

@@ -47,6 +47,13 @@ for rather than sent twice. The memory lives in this process: a gateway killed
 between the Engine's acceptance and its own answer can still cause one
 duplicate POST after it restarts.
 
+Limits (why and the measurements: collector-config/README.md, "The gateway"):
+records per request (``max_records``, 413), values per record, body size (raw,
+inflated, a 16th for JSON); the request is walked on the wire
+(:class:`~splight_runner.gateway.otlp_http.LogsRequest`) and translated one POST
+at a time inside a delivery slot (:meth:`~splight_runner.gateway.plan.Plan.steps`);
+``max_connections`` with idle and read timeouts (:class:`~splight_runner._http.ConnectionLimits`).
+
 Threads: ``ThreadingHTTPServer`` runs one thread per collector connection.
 :class:`EngineClient` is not thread-safe, so each request borrows a client from
 a small pool (one client per thread at a time, the Engine keep-alive
@@ -71,7 +78,17 @@ from typing import Any, TextIO
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from splight_runner._http import Answer, ConnectionHandler, OpenConnections, ThreadedHTTPServer, http_url
+from splight_runner import diagnostics
+from splight_runner import environment as names
+from splight_runner._http import (
+    Answer,
+    ConnectionHandler,
+    ConnectionLimits,
+    OpenConnections,
+    ThreadedHTTPServer,
+    connection_cap,
+    http_url,
+)
 from splight_runner.engine import records
 from splight_runner.engine.client import MAX_RETRY_AFTER, EngineClient, EngineError, pack_records
 from splight_runner.gateway.memory import Delivered, LastStatus
@@ -113,11 +130,28 @@ DEFAULT_REQUEST_DEADLINE = 20.0
 #: ``Retry-After`` (seconds) when the Engine did not say how long to wait.
 DEFAULT_RETRY_AFTER = 5
 DEFAULT_DEDUP_ENTRIES = 50_000
+#: Most log records (and, apart, most resource + scope groups) in one request; more is 413.
+#: A collector batch is ~1,000; parsed, a record costs its size plus ~130 bytes.
+DEFAULT_MAX_RECORDS = 100_000
+#: JSON bodies get this fraction of the body limit: a decoded JSON document takes up to
+#: ~20 times its size and its protobuf form as much again (the collector sends protobuf).
+JSON_BODY_SHARE = 16
+#: Engine statuses that mean "these credentials may not write": the gateway's own
+#: configuration is wrong, not the records, so it answers 503 and the collector keeps them.
+CREDENTIALS_REFUSED = (401, 403)
 #: Requests delivering to the Engine at the same time (and so Engine
 #: connections); more wait for a slot, at most the request deadline, then get 503.
 DEFAULT_MAX_CONCURRENT = 16
-#: Idle keep-alive connections are closed after this long.
+#: Idle keep-alive connections (and new ones that send nothing) are closed after this long.
 KEEPALIVE_TIMEOUT = 90.0
+#: A request's line, headers and body must arrive within this long (slow clients are cut).
+READ_TIMEOUT = 30.0
+#: Open collector connections at most (a collector uses a few); at the cap the longest-idle
+#: one is closed for a newcomer. Lowered to keep FD_RESERVE descriptors free under ``ulimit -n``.
+DEFAULT_MAX_CONNECTIONS = 128
+#: File descriptors kept free beyond the collector connections: Engine connections
+#: (``max_concurrent``) come on top of this.
+FD_RESERVE = 32
 
 LOGS_PATH = "/v1/logs"
 HEALTH_PATH = "/healthz"
@@ -229,11 +263,13 @@ class _Voice:
 class _Outage(Exception):
     """The Engine cannot take records now: answer 503/429 and let the collector retry."""
 
-    def __init__(self, status: int, retry_after: int, reason: str) -> None:
+    def __init__(self, status: int, retry_after: int, reason: str, *, quiet: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.retry_after = retry_after
         self.reason = reason
+        #: Already said on stderr (rate-limited) where it was found.
+        self.quiet = quiet
 
 
 class _Server(ThreadedHTTPServer):
@@ -252,11 +288,10 @@ class _Handler(ConnectionHandler):
     timeout = KEEPALIVE_TIMEOUT
     server: _Server
 
-    def connection_opened(self) -> None:
-        self.server.owner._connections.opened(self.request)
-
-    def connection_closed(self) -> None:
-        self.server.owner._connections.closed(self.request)
+    def prepare_connection(self) -> None:
+        # The socket's own timeout is a backstop; the server's sweep closes idle connections on time.
+        if self.server.limits is not None:
+            self.timeout = self.server.limits.idle_timeout + 5.0
 
     def __getattr__(self, name: str) -> Any:
         # Every method (also ones http.server does not know) reaches the same
@@ -290,11 +325,15 @@ class Gateway:
         *,
         token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_records: int = DEFAULT_MAX_RECORDS,
         engine_timeout: float = DEFAULT_ENGINE_TIMEOUT,
         request_deadline: float = DEFAULT_REQUEST_DEADLINE,
         retry_after: int = DEFAULT_RETRY_AFTER,
         dedup_entries: int = DEFAULT_DEDUP_ENTRIES,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float = KEEPALIVE_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
         out: TextIO | None = STDERR,
     ) -> None:
         if engine is None:
@@ -304,6 +343,10 @@ class Gateway:
         self.host, self.port = listen[0], int(listen[1])
         self.engine = engine
         self.max_body_bytes = max_body_bytes
+        self.max_json_bytes = max(1, max_body_bytes // JSON_BODY_SHARE)
+        if max_records < 1:
+            raise ValueError("max_records must be positive")
+        self.max_records = max_records
         self.request_deadline = request_deadline
         self.retry_after = max(1, int(retry_after))
         self._token = token.encode("utf-8") if token else None
@@ -316,6 +359,13 @@ class Gateway:
         self._stats_lock = threading.Lock()
         self._outage_since: float | None = None
         self._connections = OpenConnections()
+        if max_connections < 1:
+            raise ValueError("max_connections must be positive")
+        self.limits = ConnectionLimits(
+            max_connections=connection_cap(max_connections, FD_RESERVE + max(1, max_concurrent)),
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+        )
         self._active = 0
         self._idle = threading.Condition()
         self._server: _Server | None = None
@@ -337,7 +387,7 @@ class Gateway:
         """Bind (port 0 picks a free one) and serve in a background thread. Raises OSError if it cannot bind."""
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), _Handler, self)
+        server = _Server((self.host, self.port), _Handler, self, limits=self.limits, connections=self._connections)
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = server.serve_in_background(f"splight-gateway:{self.port}", poll_interval=0.1)
@@ -412,19 +462,22 @@ class Gateway:
             if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
                 raise RequestProblem(415, f"Content-Encoding {encoding!r} not supported (use gzip or none)")
             raw = self._read_body(handler)
+            handler.request_read()
         except RequestProblem as problem:
             # The body was not (fully) read: the connection cannot carry another request.
             return self._refuse(problem, reply_type, handler, close=True)
         try:
-            data = raw if encoding == "identity" else inflate(raw, encoding, self.max_body_bytes)
-            request = decode_request(data, content_type)
-            del raw, data
-            plan = plan_request(request)
-            del request
+            limit = self.max_body_bytes if content_type == PROTOBUF else self.max_json_bytes
+            if len(raw) > limit:
+                raise RequestProblem(413, f"{content_type} body of {len(raw)} bytes is larger than {limit} bytes")
+            data = raw if encoding == "identity" else inflate(raw, encoding, limit)
+            del raw
+            plan = plan_request(decode_request(data, content_type, self.max_records))
+            del data
         except RequestProblem as problem:
             return self._refuse(problem, reply_type, handler, close=False)
         self._count(records_received=plan.records)
-        if not self._slots.acquire(timeout=self.request_deadline):
+        if not self._slots.acquire(timeout=max(0.0, arrived + self.request_deadline - time.monotonic())):
             return self._unavailable(_Outage(503, self.retry_after, "the gateway is busy"), reply_type)
         try:
             rejected, messages = self._deliver(plan, arrived)
@@ -499,11 +552,12 @@ class Gateway:
             self._count(answered_503=1)
         if self._outage_since is None:
             self._outage_since = time.monotonic()
-        self._voice.say(
-            f"cannot deliver to the Engine ({outage.reason}); answering {outage.status}, "
-            f"the collector keeps the records and retries",
-            kind="outage",
-        )
+        if not outage.quiet:
+            self._voice.say(
+                f"cannot deliver to the Engine ({outage.reason}); answering {outage.status}, "
+                f"the collector keeps the records and retries",
+                kind="outage",
+            )
         answer = self._error(outage.status, f"the Engine cannot take records now: {outage.reason}", reply_type)
         answer.headers = {"Retry-After": str(outage.retry_after)}
         return answer
@@ -515,12 +569,13 @@ class Gateway:
     # -- delivery ------------------------------------------------------------------------
 
     def _deliver(self, plan: Plan, arrived: float) -> tuple[int, list[str]]:
-        """Make the plan's Engine calls in order; returns (records rejected, messages). Raises _Outage."""
+        """Make the plan's Engine calls in order, translating one POST's worth of records at a time;
+        returns (records rejected, messages). Raises _Outage."""
         deadline = arrived + self.request_deadline
         rejected = 0
         messages: list[str] = []
         with self._clients.client() as client:
-            for step in plan.steps:
+            for step in plan.steps():
                 if isinstance(step, StatusEvent):
                     problem = self._send_status(client, step, deadline)
                     if problem is not None:
@@ -552,7 +607,7 @@ class Gateway:
             client.write_logs(body)
             accepted = True
         except EngineError as error:
-            if error.retryable:
+            if error.retryable or error.status in CREDENTIALS_REFUSED:
                 raise self._outage(error) from None
             record_id = _first_id(body)
             self._voice.say(
@@ -576,7 +631,7 @@ class Gateway:
             try:
                 client.update_status(event.process_id, event.status)
             except EngineError as error:
-                if error.retryable:
+                if error.retryable or error.status in CREDENTIALS_REFUSED:
                     raise self._outage(error) from None
                 self._voice.say(
                     f"the Engine rejected status {event.status} of {event.process_id} ({error}); "
@@ -594,6 +649,13 @@ class Gateway:
             raise _Outage(503, self.retry_after, f"the Engine is too slow (over {self.request_deadline:g} s)")
 
     def _outage(self, error: EngineError) -> _Outage:
+        if error.status in CREDENTIALS_REFUSED:
+            diagnostics.say_limited(
+                "gateway-engine-credentials",
+                f"gateway: the Engine refuses the gateway's credentials ({error}); answering 503 so the "
+                f"collector keeps the records; check {names.SPLIGHT_ACCESS_ID} and {names.SPLIGHT_SECRET_KEY}",
+            )
+            return _Outage(503, self.retry_after, f"the Engine refuses the gateway's credentials ({error})", quiet=True)
         wait = self.retry_after
         if error.retry_after is not None:
             wait = max(1, math.ceil(min(error.retry_after, MAX_RETRY_AFTER)))
