@@ -56,7 +56,7 @@ COMPONENT_DIR ?= $(CURDIR)/examples/demo
 COMPOSE       := COMPONENT_DIR="$(abspath $(COMPONENT_DIR))" $(DOCKER) compose -f deploy/compose.yaml
 # compose.yaml requires these for every command; building and stopping do not use them.
 PLACEHOLDERS  := COMPONENT_ID="$${COMPONENT_ID:-unused}" SPLIGHT_ACCESS_ID="$${SPLIGHT_ACCESS_ID:-unused}" \
-                 SPLIGHT_SECRET_KEY="$${SPLIGHT_SECRET_KEY:-unused}"
+                 SPLIGHT_SECRET_KEY="$${SPLIGHT_SECRET_KEY:-unused}" SPLIGHT_GATEWAY_TOKEN="$${SPLIGHT_GATEWAY_TOKEN:-unused}"
 
 # Missing Docker is one line (make's own error line), before anything runs.
 ifneq ($(filter image build start stop,$(MAKECMDGOALS)),)
@@ -85,7 +85,7 @@ image:
 build:
 	$(PLACEHOLDERS) $(COMPOSE) build
 
-# Needs COMPONENT_ID, SPLIGHT_ACCESS_ID and SPLIGHT_SECRET_KEY in the environment.
+# Needs COMPONENT_ID, SPLIGHT_ACCESS_ID, SPLIGHT_SECRET_KEY and SPLIGHT_GATEWAY_TOKEN in the environment.
 start:
 	$(COMPOSE) up --build --detach
 

@@ -523,7 +523,7 @@ def test_agent_never_forwards_files_left_before_it_first_started(run_collector, 
         second.wait_healthy(ports["health"])
         time.sleep(1.5)
         append(appeared, "appeared after restart")
-        received = sink.wait_for(5, timeout=60, collector=second)
+        received = sink.wait_for(6, timeout=60, collector=second)
     finally:
         sink.close()
     bodies = sorted(body_of(r) for _, _, r in received)
