@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import select
 import socket
 import threading
 import time
@@ -80,6 +81,10 @@ class Channel:
         self._sock: socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
         self._pending = bytearray()
+        #: ``[bytes, records]`` of each frame in ``_pending``, and the bytes of the first already sent:
+        #: a frame is never resumed on another connection (the reader would take its rest for a header).
+        self._frames: deque[list[int]] = deque()
+        self._head_sent = 0
         self._dropped = 0
         self._dropped_first = 0
         self._dropped_last = 0
@@ -147,6 +152,7 @@ class Channel:
             return
         self._pending += len(data).to_bytes(_HEADER, "little")
         self._pending += data
+        self._frames.append([len(data) + _HEADER, count])
 
     def _drop(self, count: int) -> None:
         if count <= 0:
@@ -175,8 +181,6 @@ class Channel:
                     remaining = give_up_at - time.monotonic()
                     if remaining <= 0:
                         break
-                    import select
-
                     select.select([], [sock], [], min(remaining, 0.05))
                 except InterruptedError:
                     continue
@@ -186,7 +190,20 @@ class Channel:
             return False
         view.release()
         del pending[:sent]
+        sent += self._head_sent
+        frames = self._frames
+        while frames and sent >= frames[0][0]:
+            sent -= frames.popleft()[0]
+        self._head_sent = sent
         return not pending
+
+    def _forget_partial_frame(self) -> None:
+        """Before another connection: the rest of a frame begun on the old one is dropped, counted."""
+        if self._head_sent and self._frames:
+            size, count = self._frames.popleft()
+            del self._pending[: size - self._head_sent]
+            self._drop(count)
+        self._head_sent = 0
 
     def _checked_socket(self) -> socket.socket | None:
         sock = self._sock
@@ -198,6 +215,7 @@ class Channel:
             sock.detach()
             self._sock = None
             say_once("the component closed the runner's connection; reconnecting")
+            self._forget_partial_frame()
             self._connect()
             return self._sock
         return sock
@@ -209,6 +227,9 @@ class Channel:
             with contextlib.suppress(OSError):
                 self._sock.close()
         self._sock = None
+        self._drop(sum(count for _, count in self._frames))
+        self._frames.clear()
+        self._head_sent = 0
         self._pending.clear()
 
     def _connect(self) -> None:
@@ -250,6 +271,8 @@ class Channel:
         self._lock = threading.Lock()
         self.items.clear()
         self._pending = bytearray()
+        self._frames = deque()
+        self._head_sent = 0
         self._dropped = 0
         self._write_through = True
         self.threshold = 1

@@ -1,0 +1,87 @@
+"""component.channel: what the component's process writes to the supervisor, tested against a real socket."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import time
+
+from splight_runner.component.channel import Channel
+from splight_runner.pipeline import flat
+
+
+def _frames(data: bytes) -> list[list[tuple]]:
+    """Every whole frame of a stream; fails if the stream does not start at a frame boundary."""
+    frames, offset = [], 0
+    while len(data) - offset >= 4:
+        size = int.from_bytes(data[offset : offset + 4], "little")
+        if len(data) - offset - 4 < size:
+            break
+        frames.append(marshal.loads(data[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    return frames
+
+
+def _read_all(conn: socket.socket, quiet: float = 0.3) -> bytes:
+    conn.settimeout(quiet)
+    chunks = []
+    while True:
+        try:
+            chunk = conn.recv(1 << 20)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _item(text: str) -> tuple:
+    return (flat.LOG, "app", 20, "INFO", text, "/x/main.py", 1, "f", time.time(), None, None, None, 0, 0, 0)
+
+
+def test_a_frame_begun_on_a_reused_descriptor_is_not_resumed_on_the_new_connection(tmp_path):
+    path = str(tmp_path / "channel")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    channel = Channel(path)
+    _first, _ = server.accept()  # kept open, never read
+    try:
+        # A frame far bigger than the socket buffer: only its beginning can leave while nobody reads.
+        channel.submit(_item("x" * (4 << 20)))
+        channel.write()
+        assert channel._head_sent > 0  # part of the frame went out on the first connection
+        # The component reuses the descriptor number for something else (as after closerange).
+        other = socket.socket()
+        os.dup2(other.fileno(), channel._sock.fileno())
+        channel.submit(_item("after"))
+        channel.write()
+        second, _ = server.accept()
+        channel.close(timeout=2)
+        received = _frames(_read_all(second))
+        items = [item for frame in received for item in frame]
+        # The new stream starts at a frame boundary: the next record arrives, the cut one is reported dropped.
+        assert [item[4] for item in items if item[0] == flat.LOG] == ["after"]
+        assert [item[1] for item in items if item[0] == flat.DROPPED] == [1]
+    finally:
+        server.close()
+
+
+def test_a_runner_that_reads_nothing_never_blocks_the_caller(tmp_path):
+    path = str(tmp_path / "channel")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    channel = Channel(path, max_pending_bytes=1 << 20)
+    try:
+        started = time.monotonic()
+        for i in range(20_000):
+            channel.submit(_item(f"record {i} " + "y" * 200))
+        assert time.monotonic() - started < 5
+        assert len(channel._pending) <= 1 << 20  # bounded in bytes; the rest is counted as dropped
+        assert channel._dropped > 0
+    finally:
+        channel.close(timeout=0)
+        server.close()
