@@ -22,7 +22,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
-from splight_runner.pipeline.flat import LOG, STATUS, FlatEmitter
+from splight_runner.pipeline.flat import DROPPED, LOG, STATUS, FlatEmitter
 
 #: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
 SPLIGHT = "splight"
@@ -93,11 +93,17 @@ class LogPipeline:
         self.sends_statuses = records.sends_status(process_type)
         self.emitter = FlatEmitter(provider, code_attributes=code_attributes)
         self._ended = False
+        #: Records dropped before they reached this pipeline (the component's channel, the intake).
+        self.lost_upstream = 0
 
     # --- feeding -----------------------------------------------------------------
     def emit(self, item: tuple[Any, ...]) -> None:
-        if item[0] == STATUS and not self.sends_statuses:
+        kind = item[0]
+        if kind == STATUS and not self.sends_statuses:
             return  # an agent or compute node sends records, never a status
+        if kind == DROPPED:
+            self.report_drops(item[1], item[2], item[3])  # lost before this pipeline: counted like its own
+            return
         self.emitter.emit(item)
 
     def has_room(self) -> bool:
@@ -121,6 +127,8 @@ class LogPipeline:
         return True
 
     def report_drops(self, count: int, first_ns: int, last_ns: int) -> None:
+        """Records lost on their way here: in the exit report of every destination, and one WARNING record."""
+        self.lost_upstream += count
         if self.splight is not None:
             self.splight.drops.add_span(count, first_ns, last_ns)
         else:
@@ -171,7 +179,7 @@ class LogPipeline:
                 what += [f"status {status}" for status in statuses]
                 say(f"splight (the Splight Engine): {' and '.join(what)} could not be delivered before exit")
         for processor in self.others:
-            lost = processor.undelivered() + lost_before
+            lost = processor.undelivered() + lost_before + self.lost_upstream
             total += lost
             if lost:
                 say(f"{processor.exporter.name}: {lost} log records could not be delivered before exit")
