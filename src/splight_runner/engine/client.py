@@ -522,9 +522,15 @@ class _Watchdog:
         self._ours = ours
         self._fired = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        timer: threading.Timer | None = threading.Timer(seconds, self._fire)
+        timer.daemon = True
+        try:
+            timer.start()
+        except RuntimeError:
+            # Python 3.12+ starts no thread during interpreter shutdown (an in-process exit flush):
+            # the call is then bounded per step by its socket timeout, set to what is left.
+            timer = None
+        self._timer = timer
 
     def _fire(self) -> None:
         with self._lock:
@@ -538,7 +544,8 @@ class _Watchdog:
 
     def cancel(self) -> bool:
         """Stop watching; True when the watchdog had already cut the call."""
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         with self._lock:
             self._conn = None
             return self._fired
