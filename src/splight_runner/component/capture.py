@@ -167,14 +167,25 @@ def _tail_extras(d: dict[Any, Any]) -> dict[str, Any] | None:
     reserved names. A record class that sets attributes before ``__init__`` puts
     a reserved name in that tail; then every key is compared after all.
     """
-    keys = []
+    extras = None
     for key in islice(d, _BASE, None):
         if key in _RESERVED:
             if key in _FORMATTED:
                 continue
-            return _extras(d, d.keys() - _RESERVED)
-        keys.append(key)
-    return _extras(d, keys) if keys else None
+            return _extras(d, d.keys() - _RESERVED)  # a record class that set attributes before __init__
+        if type(key) is not str or not key or not key.isascii():
+            return _extras(d, d.keys() - _RESERVED)  # the careful path for odd keys
+        if key[0] == "_":
+            continue
+        value = d[key]
+        kind = type(value)
+        if not ((kind is str and value.isascii()) or value is None or kind is bool or kind is float):
+            value = plain_value(value)  # cut at a fixed depth, cycles included; never raises
+        if extras is None:
+            extras = {key: value}
+        else:
+            extras[key] = value
+    return extras
 
 
 def _extras(d: dict[Any, Any], keys: Iterable[Any]) -> dict[str, Any] | None:
