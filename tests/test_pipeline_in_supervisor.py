@@ -481,3 +481,19 @@ def test_the_final_status_is_never_dropped_for_room(dev_engine, tmp_path):
     assert run.returncode == 0, run.stderr
     assert dev_engine.statuses == [("C1", "Succeeded")]
     assert "status Succeeded" not in run.stderr
+
+
+def test_the_runner_yields_the_cpu_to_the_component(dev_engine, tmp_path):
+    """The runner's export work can wait for a free core; the component's own work cannot."""
+    import psutil
+
+    main = write_component(tmp_path, "import os, time\nprint('nice', os.nice(0), flush=True)\ntime.sleep(3)\n")
+    proc = start_component(main, engine_env(dev_engine))
+    try:
+        line = proc.stdout.readline()
+        assert line.split() == ["nice", "0"]
+        runner = psutil.Process(proc.pid)
+        # Every thread of the runner (signals, reader, pipeline, export) runs at niceness 10.
+        assert {psutil.Process(thread.id).nice() for thread in runner.threads()} == {10}
+    finally:
+        proc.wait(timeout=30)

@@ -140,6 +140,22 @@ def _parent_death_signal() -> Any:
     return set_parent_death_signal
 
 
+#: Niceness of the runner's threads after the start: its export work can wait, the component cannot.
+RUNNER_NICENESS = 10
+
+
+def _yield_to_the_component() -> None:
+    """Lower this thread's CPU priority (and so of the threads it starts next: reader, pipeline).
+
+    On a machine where the component and the runner compete for a core, the
+    component's logging calls then run first, and the runner catches up from its
+    intake (bounded in bytes) when the component pauses. When a core is free the
+    niceness changes nothing. Lowering one's own priority needs no privilege.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(RUNNER_NICENESS)
+
+
 def _reap_orphans(child_pid: int) -> None:
     """As PID 1, collect orphaned processes that were re-parented to us (never the component itself)."""
     while True:
@@ -199,6 +215,7 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             signals.block()
             if host is not None:
                 spec = launch.pipeline
+                _yield_to_the_component()
                 host.start()
                 host.start_pipeline(lambda: build_pipeline(spec))
             stops = 0
