@@ -50,3 +50,36 @@ def test_private_attributes_are_not_extras_and_odd_values_become_plain() -> None
     assert set(extras) == {"when", "nested"}
     assert isinstance(extras["when"], str)
     assert "nested too deep" in repr(extras["nested"])
+
+
+def test_a_logger_per_request_does_not_grow_the_pipeline() -> None:
+    """100,000 distinct logger names (a logger per request): the host's per-name state stays bounded."""
+    import tracemalloc
+
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    class Discard:
+        def on_emit(self, record):
+            pass
+
+        emit = on_emit
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(Discard())
+    emitter = flat.FlatEmitter(provider)
+    flatten = flattener()
+    tracemalloc.start()
+    for i in range(2_000):
+        emitter.emit(flatten(logging.getLogger("warm").makeRecord(f"warm.{i}", 20, "/m.py", 1, "x", None, None)))
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(100_000):
+        emitter.emit(flatten(logging.getLogger("t").makeRecord(f"request.{i}", 20, "/m.py", 1, "x", None, None)))
+    grew = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grew < 5 * 1024 * 1024, grew

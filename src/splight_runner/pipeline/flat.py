@@ -42,6 +42,8 @@ STATUS = 1
 DROPPED = 2
 OTEL = 3
 
+#: Loggers kept by name before the cache starts over (each holds its scope).
+MAX_LOGGERS = 1024
 #: Length of a LOG tuple.
 LOG_FIELDS = 15
 
@@ -77,10 +79,12 @@ class FlatEmitter:
     def _logger(self, name: str) -> Any:
         logger = self._loggers.get(name)
         if logger is None:
-            if len(self._loggers) >= 1024:
+            if len(self._loggers) >= MAX_LOGGERS:
                 # Bounded: a component that makes a logger per request must not grow this forever.
                 self._loggers.clear()
-            logger = self._loggers[name] = self._provider.get_logger(name)
+            # Empty scope attributes (what the exporters see is the same as none) keep the SDK's own
+            # per-name logger cache out of it: that one is never trimmed.
+            logger = self._loggers[name] = self._provider.get_logger(name, attributes={})
         return logger
 
     def emit(self, item: tuple[Any, ...]) -> None:
