@@ -398,3 +398,26 @@ def test_historical_record_fields_sends_only_the_eight_fields(dev_engine, tmp_pa
     assert [list(r) for r in dev_engine.records] == [historical, historical]
     assert dev_engine.records[1]["tags"] == {"a": 1}
     assert dev_engine.statuses == [("C1", "Succeeded")]
+
+
+def test_instrument_a_forked_child_ships_its_own_records_quietly(dev_engine, tmp_path):
+    main = write_component(
+        tmp_path,
+        """
+        import logging, os
+        log = logging.getLogger("app")
+        log.warning("parent before")
+        pid = os.fork()
+        if pid == 0:
+            log.warning("child")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        log.warning("parent after")
+        """,
+    )
+    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
+    assert done.returncode == 0, done.stderr
+    assert dev_engine.wait_for(lambda e: e.statuses)
+    assert sorted(r["message"] for r in dev_engine.records) == ["child", "parent after", "parent before"]
+    # Only the component's own lines (logging's last-resort handler): nothing of the runner, no traceback.
+    assert done.stderr.splitlines() == ["parent before", "child", "parent after"], done.stderr

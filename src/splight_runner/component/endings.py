@@ -73,6 +73,4 @@ class InProcess:
     def after_fork_in_child(self) -> None:
         self.owes_final_status = False  # a forked child is not the component: its end is not the component's
         self.intake.after_fork_in_child()
-        if self.pipeline.splight is not None:
-            self.pipeline.splight.after_fork_in_child()
-        self.pipeline.reset_after_fork()
+        self.pipeline.after_fork_in_child()

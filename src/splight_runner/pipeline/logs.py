@@ -134,6 +134,16 @@ class LogPipeline:
         else:
             self.emitter.emit_drop_report(count, first_ns, last_ns)
 
+    def after_fork_in_child(self) -> None:
+        """A forked child ships its own records and owes nothing of the parent's accounting."""
+        self._ended = False
+        self.lost_upstream = 0
+        if self.splight is not None:
+            self.splight.after_fork_in_child()
+        for processor in self.others:
+            processor.emitted = 0
+            processor.exporter.exported = 0
+
     @property
     def last_status(self) -> str | None:
         return self.emitter.last_status
