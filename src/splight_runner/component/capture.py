@@ -33,6 +33,7 @@ from itertools import islice
 from types import TracebackType
 from typing import Any, Protocol
 
+from splight_runner.pipeline.accounting import FlushMarker
 from splight_runner.pipeline.flat import LOG, STATUS, plain_value, unprintable
 
 #: ``logging.LogRecord`` attributes that are not user extras.
@@ -71,7 +72,7 @@ def _context_getter() -> Callable[[], Any]:
     """The cheapest way to read the caller's OTel context, chosen once when the hook is made."""
     module = sys.modules.get("opentelemetry.context")
     if module is None or getattr(module, "get_current", None) is None:
-        return _current_context
+        return current_context
     runtime = getattr(module, "_RUNTIME_CONTEXT", None)
     variable = getattr(runtime, "_current_context", None)
     if type(runtime).__name__ == "ContextVarsRuntimeContext" and hasattr(variable, "get"):
@@ -79,7 +80,8 @@ def _context_getter() -> Callable[[], Any]:
     return module.get_current
 
 
-def _current_context() -> Any:
+def current_context() -> Any:
+    """The OTel context of the caller, if OpenTelemetry is loaded at all (else no span can be active)."""
     module = sys.modules.get("opentelemetry.context")
     try:
         return module.get_current() if module is not None else None
@@ -339,15 +341,6 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) ->
     threading.excepthook = thread_excepthook
 
 
-class _Flush:
-    """A marker in the intake: everything before it has been fed once it is reached."""
-
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
 class InProcessIntake:
     """The sink under ``opentelemetry-instrument``: a bounded deque and one thread feeding the pipeline.
 
@@ -387,7 +380,7 @@ class InProcessIntake:
         """Feed everything captured so far, waiting at most ``timeout`` s."""
         if not self._thread.is_alive():
             return not self.items
-        marker = _Flush()
+        marker = FlushMarker()
         self.items.append(marker)  # type: ignore[arg-type]
         self._wake.set()
         return marker.done.wait(max(0.0, timeout))
@@ -426,7 +419,7 @@ class InProcessIntake:
                 item = items.popleft()
             except IndexError:
                 break
-            if isinstance(item, _Flush):
+            if isinstance(item, FlushMarker):
                 item.done.set()
                 continue
             try:

@@ -95,10 +95,6 @@ class Channel:
         self._connect()
         self._start_thread()
 
-    @property
-    def write_through(self) -> bool:
-        return self._write_through
-
     # --- caller side ---------------------------------------------------------
     def submit(self, item: tuple[Any, ...]) -> None:
         """Queue one flat item; write now when a batch is full (or in write-through mode)."""

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry._logs import Logger, LoggerProvider
 
 from splight_runner.component import channel as _channel
+from splight_runner.component.capture import current_context, span_ids
 from splight_runner.pipeline.flat import OTEL, plain_value
 
 
@@ -56,12 +57,8 @@ def flat_record(
 
 
 def _span_ids(context: Any) -> tuple[int, int, int]:
-    from opentelemetry.trace import get_current_span
-
-    span_context = get_current_span(context).get_span_context()
-    if not span_context.is_valid:
-        return 0, 0, 0
-    return span_context.trace_id, span_context.span_id, int(span_context.trace_flags)
+    """The ids of the span active in ``context`` (the caller's context when none is given)."""
+    return span_ids(context if context is not None else current_context())
 
 
 class _ChannelLogger(Logger):

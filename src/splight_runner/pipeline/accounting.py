@@ -1,4 +1,4 @@
-"""Drop accounting of the delivery path.
+"""Queue bookkeeping of the delivery path: drop accounting and the flush marker.
 
 Every bounded queue on a record's way (the component's channel buffer, the
 supervisor's intake, the Splight processor's queue) drops the newest records
@@ -56,3 +56,16 @@ class DropCounter:
         with self._lock:
             self._count = 0
             self.total = 0
+
+
+class FlushMarker:
+    """Put in a queue behind everything queued so far: ``done`` is set once the worker reaches it.
+
+    The one way every queue of the runner (the in-process intake, the Splight
+    processor) lets a flush wait for its worker instead of working beside it.
+    """
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()

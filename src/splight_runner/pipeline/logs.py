@@ -22,7 +22,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
-from splight_runner.pipeline.flat import DROPPED, LOG, STATUS, FlatEmitter
+from splight_runner.pipeline.flat import DROPPED, STATUS, FlatEmitter
 
 #: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
 SPLIGHT = "splight"
@@ -237,4 +237,4 @@ def exporter_class(name: str) -> type:
     return _import_exporters([], [], [resolved])[2][resolved]
 
 
-__all__ = ["LOG", "CountingExporter", "CountingProcessor", "LogPipeline", "build", "exporter_class"]
+__all__ = ["CountingExporter", "CountingProcessor", "LogPipeline", "build", "exporter_class"]

@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
-from splight_runner.pipeline.accounting import DropCounter
+from splight_runner.pipeline.accounting import DropCounter, FlushMarker
 from splight_runner.pipeline.exporter import DeliveryStats, SplightLogExporter
 
 #: Default bound of the queue in (estimated) bytes.
@@ -41,13 +41,6 @@ def _size(readable: ReadableLogRecord) -> int:
         if isinstance(trace, str):
             size += len(trace)
     return size
-
-
-class _Flush:
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
 
 
 class SplightLogRecordProcessor(LogRecordProcessor):
@@ -97,7 +90,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         queued = sum(
             1
             for item in waiting
-            if not isinstance(item, _Flush) and item.log_record.event_name != records.STATUS_EVENT_NAME
+            if not isinstance(item, FlushMarker) and item.log_record.event_name != records.STATUS_EVENT_NAME
         )
         return self.drops.total + self.stats.abandoned + queued
 
@@ -106,7 +99,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         queued = [
             str(item.log_record.body)
             for item in [*self._in_flight, *self._queue]
-            if not isinstance(item, _Flush) and item.log_record.event_name == records.STATUS_EVENT_NAME
+            if not isinstance(item, FlushMarker) and item.log_record.event_name == records.STATUS_EVENT_NAME
         ]
         return [*self.stats.abandoned_statuses, *queued]
 
@@ -170,7 +163,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def _flush(self, timeout: float) -> bool:
         if not self._worker.is_alive():
             return not self._queue
-        marker = _Flush()
+        marker = FlushMarker()
         self._queue.append(marker)
         self._wake.set()
         self._exporter.hurry()
@@ -190,10 +183,10 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             # finds every record in exactly one of the two.
             batch: list[ReadWriteLogRecord] = []
             self._in_flight = batch
-            marker: _Flush | None = None
+            marker: FlushMarker | None = None
             while queue and len(batch) < self._batch_size:
                 item = queue[0]
-                if isinstance(item, _Flush):
+                if isinstance(item, FlushMarker):
                     queue.popleft()
                     marker = item
                     break
