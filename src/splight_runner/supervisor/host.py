@@ -42,12 +42,18 @@ from collections import deque
 from typing import Any
 
 from splight_runner.diagnostics import say
+from splight_runner.pipeline.flat import LOG
 
 _HEADER = 4
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
 #: How long after the child's exit the host waits for its other processes' connections to close.
 _EOF_GRACE = 0.3
+
+
+def _records_in(items: Any) -> int:
+    """How many log records (not statuses or drop reports) a run of flat items holds."""
+    return sum(1 for item in items if item and item[0] == LOG)
 
 
 class _Connection:
@@ -179,7 +185,7 @@ class PipelineHost:
         size = len(frame)
         with self._intake_ready:
             if self._intake_bytes + size > self._max_intake:
-                self._count_drop(sum(1 for item in items if item and item[0] == 0))
+                self._count_drop(_records_in(items))
                 return
             self._intake.append((items, size))
             self._intake_bytes += size
@@ -215,7 +221,7 @@ class PipelineHost:
                     continue
                 for item in items:
                     if not pipeline.wait_for_room(self._deadline):
-                        self._count_drop(1 if item[0] == 0 else 0)
+                        self._count_drop(_records_in((item,)))
                         continue
                     try:
                         pipeline.emit(item)
@@ -248,7 +254,7 @@ class PipelineHost:
         self._pipeline_ready.wait(max(0.0, give_up_at - time.monotonic()))
         self._feeding_done.wait(max(0.0, give_up_at - time.monotonic()))
         with self._intake_lock:
-            left = sum(sum(1 for item in items if item and item[0] == 0) for items, _ in self._intake)
+            left = sum(_records_in(items) for items, _ in self._intake)
             self._intake.clear()
             self._intake_bytes = 0
         if left:
