@@ -419,5 +419,13 @@ def test_instrument_a_forked_child_ships_its_own_records_quietly(dev_engine, tmp
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: e.statuses)
     assert sorted(r["message"] for r in dev_engine.records) == ["child", "parent after", "parent before"]
-    # Only the component's own lines (logging's last-resort handler): nothing of the runner, no traceback.
-    assert done.stderr.splitlines() == ["parent before", "child", "parent after"], done.stderr
+    # The component's own lines (logging's last-resort handler), and nothing of the runner: no traceback.
+    # (Python 3.12+ adds its own DeprecationWarning about fork() in a process with threads.)
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if line in ("parent before", "child", "parent after")] == [
+        "parent before",
+        "child",
+        "parent after",
+    ]
+    assert not [line for line in lines if line.startswith(("splight-runner:", "Traceback", "Exception ignored"))]
+    assert "Error" not in done.stderr, done.stderr
