@@ -494,6 +494,13 @@ def test_the_runner_yields_the_cpu_to_the_component(dev_engine, tmp_path):
         assert line.split() == ["nice", "0"]
         runner = psutil.Process(proc.pid)
         # Every thread of the runner (signals, reader, pipeline, export) runs at niceness 10.
-        assert {psutil.Process(thread.id).nice() for thread in runner.threads()} == {10}
+        # A short-lived thread may end between the listing and the reading: it is skipped.
+        niceness = set()
+        for thread in runner.threads():
+            try:
+                niceness.add(psutil.Process(thread.id).nice())
+            except psutil.NoSuchProcess:
+                continue
+        assert niceness == {10}
     finally:
         proc.wait(timeout=30)
