@@ -211,6 +211,60 @@ def test_the_stop_grace_holds_with_the_engine_unreachable(tmp_path):
     assert "could not be delivered" in proc.stderr.read()
 
 
+@pytest.mark.parametrize("stops", [1, 2])
+def test_a_stop_signal_during_the_final_flush_brings_its_deadline_forward(tmp_path, stops):
+    """The component ended by itself; ``docker stop`` then gives the runner its stop grace, not the export timeout.
+
+    The Engine accepts connections and never answers, so the Engine call in flight
+    must be cut at the new deadline, not only the retries after it. One stop
+    signal: the grace (2 s here) holds; a second one: the runner gives up at once.
+    Either way the exit report is written and names the final status.
+    """
+    main = write_component(
+        tmp_path,
+        """
+        import logging
+        log = logging.getLogger("app")
+        log.setLevel(logging.INFO)
+        for i in range(20):
+            log.info("record %d", i)
+        print("ending", flush=True)
+        """,
+    )
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(16)
+    with DevEngine() as engine:
+        env = engine_env(
+            engine,
+            SPLIGHT_PLATFORM_API_HOST=f"http://127.0.0.1:{black_hole.getsockname()[1]}",
+            OTEL_BLRP_EXPORT_TIMEOUT="30000",
+            SPLIGHT_RUNNER_STOP_GRACE="2",
+        )
+    try:
+        proc = start_component(main, env)
+        wait_for_line(proc.stdout, "ending")
+        time.sleep(0.5)  # the component has exited; the runner is in its final flush
+        assert proc.poll() is None
+        started = time.monotonic()
+        for _ in range(stops):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+        proc.wait(timeout=40)
+        elapsed = time.monotonic() - started
+    finally:
+        black_hole.close()
+    stderr = proc.stderr.read()
+    assert proc.returncode == 0, stderr  # the component's own exit code: it was not stopped
+    if stops == 1:
+        assert 1.5 < elapsed < 2.5, (elapsed, stderr)
+    else:
+        assert elapsed < 1.0, (elapsed, stderr)
+        assert "second stop signal: giving up on the last deliveries" in stderr
+    assert "20 log records" in stderr and "status Succeeded" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.splight_lib
 def test_a_component_whose_splight_lib_start_raised_ends_failed(dev_engine, tmp_path):
     pytest.importorskip("splight_lib")

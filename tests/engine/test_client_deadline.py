@@ -90,6 +90,29 @@ def test_a_dripping_server_cannot_hold_a_call_past_its_deadline() -> None:
     assert "deadline" in str(raised.value)
 
 
+def test_a_call_in_progress_can_be_cut_sooner_from_another_thread() -> None:
+    """An exit deadline brought forward (a stop signal) ends the call already waiting on the Engine."""
+    with dripping_server() as url, EngineClient(settings_for(url), timeout=10.0) as client:
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.write_logs(body(), deadline=time.monotonic() + 8)
+            except EngineError as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=call)
+        started = time.monotonic()
+        caller.start()
+        time.sleep(0.5)
+        client.cut_at(time.monotonic() + 0.3)
+        client.cut_at(time.monotonic() + 5)  # a later time never pushes the cut back
+        caller.join(10)
+        elapsed = time.monotonic() - started
+    assert 0.7 <= elapsed < 1.5, elapsed
+    assert len(outcome) == 1 and outcome[0].retryable
+
+
 def test_the_timeout_bounds_the_whole_call_not_each_read() -> None:
     with dripping_server() as url, EngineClient(settings_for(url), timeout=1.0) as client:
         started = time.monotonic()

@@ -287,6 +287,8 @@ class EngineClient:
         self._identity: tuple[int, int] | None = None
         self._pid = os.getpid()
         self._secrets = tuple(s for s in (settings.authorization, settings.secret_key) if s)
+        #: The watchdog of the call in progress, for :meth:`cut_at` (the one use from another thread).
+        self._watchdog: _Watchdog | None = None
 
     # -- the two calls ---------------------------------------------------------
 
@@ -296,6 +298,16 @@ class EngineClient:
         ``deadline``: a :func:`time.monotonic` time the call must not outlast.
         """
         self._post(self._settings.logs_path, body, _JSON, deadline)
+
+    def cut_at(self, deadline: float) -> None:
+        """Bring the deadline of the call in progress (if any) forward to ``deadline``.
+
+        Safe from another thread: an exit deadline that a stop signal shortened
+        must also end the call already waiting on a slow Engine.
+        """
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.bring_forward(deadline - time.monotonic())
 
     def update_status(self, process_id: str, status: str, *, deadline: float | None = None) -> None:
         """POST ``deployment_status=<status>`` for ``process_id`` (``deadline`` as in :meth:`write_logs`)."""
@@ -432,7 +444,7 @@ class EngineClient:
                 raise EngineError(f"no time left to call {self._where} (deadline passed)", retryable=True)
             conn, reused = self._connection()
             stage = "connect" if conn.sock is None else "send"
-            watchdog = _Watchdog(conn, remaining, self._may_shut_down)
+            watchdog = self._watchdog = _Watchdog(conn, remaining, self._may_shut_down)
             try:
                 if conn.sock is None:
                     conn.timeout = remaining
@@ -515,13 +527,14 @@ class _Watchdog:
     the blocked call return at once.
     """
 
-    __slots__ = ("_conn", "_fired", "_lock", "_ours", "_timer")
+    __slots__ = ("_conn", "_due", "_fired", "_lock", "_ours", "_timer")
 
     def __init__(self, conn: http.client.HTTPConnection, seconds: float, ours: Callable[[Any], bool]) -> None:
         self._conn = conn
         self._ours = ours
         self._fired = False
         self._lock = threading.Lock()
+        self._due = time.monotonic() + seconds
         timer: threading.Timer | None = threading.Timer(seconds, self._fire)
         timer.daemon = True
         try:
@@ -541,6 +554,23 @@ class _Watchdog:
             if sock is not None and self._ours(sock):
                 with contextlib.suppress(OSError, ValueError):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def bring_forward(self, seconds: float) -> None:
+        """Cut the call in ``seconds`` from now instead, if that is sooner (from any thread)."""
+        due = time.monotonic() + seconds
+        with self._lock:
+            if self._conn is None or self._fired or due >= self._due:
+                return
+            timer = threading.Timer(max(0.0, seconds), self._fire)
+            timer.daemon = True
+            try:
+                timer.start()
+            except RuntimeError:  # no thread can start (interpreter shutdown): the old timer stays
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = timer
+            self._due = due
 
     def cancel(self) -> bool:
         """Stop watching; True when the watchdog had already cut the call."""

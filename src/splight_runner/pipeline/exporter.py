@@ -103,6 +103,10 @@ class SplightLogExporter(LogRecordExporter):
         """Cut the current backoff sleep short (a flush or exit is waiting)."""
         self._retrier.hurry()
 
+    def cut_calls_at(self, at: float) -> None:
+        """End the Engine call in flight by ``at`` at the latest (the exit deadline was brought forward)."""
+        self._client.cut_at(at)
+
     def failing(self) -> bool:
         """True while calls fail and are being retried (an outage), until one succeeds again."""
         return self._retrier.failing

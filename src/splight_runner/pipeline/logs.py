@@ -22,6 +22,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
+from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.flat import DROPPED, STATUS, FlatEmitter
 
 #: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
@@ -149,11 +150,14 @@ class LogPipeline:
         return self.emitter.last_status
 
     # --- the end ---------------------------------------------------------------------
-    def end(self, exit_status: str | None, give_up_at: float, *, lost_before: int = 0) -> int:
+    def end(self, exit_status: str | None, give_up_at: float | ExitDeadline, *, lost_before: int = 0) -> int:
         """Final status (if owed) as the last record, one flush bounded by ``give_up_at``, the report.
 
-        Returns the number of records that could not be delivered to some destination.
+        ``give_up_at`` may be an :class:`ExitDeadline` that a stop signal brings
+        forward while this runs. Returns the number of records that could not be
+        delivered to some destination.
         """
+        deadline = as_deadline(give_up_at)
         if self._ended:
             return 0
         self._ended = True
@@ -161,14 +165,14 @@ class LogPipeline:
         if final is not None:
             self.emitter.emit((STATUS, final, time.time_ns()))
         if self.splight is not None:
-            self.splight.final_flush(give_up_at)
+            self.splight.final_flush(deadline)
         closer = threading.Thread(target=self._close_provider, name="splight-runner-shutdown", daemon=True)
         try:
             closer.start()
         except RuntimeError:  # Python 3.12+ starts no thread from atexit: close inline
             self._close_provider()
         else:
-            closer.join(max(0.0, give_up_at - time.monotonic()))
+            deadline.join(closer)
         return self._report(final, lost_before)
 
     def _close_provider(self) -> None:

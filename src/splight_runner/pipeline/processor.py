@@ -24,6 +24,7 @@ from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import DropCounter, FlushMarker
+from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.exporter import DeliveryStats, SplightLogExporter
 
 #: Default bound of the queue in (estimated) bytes.
@@ -69,7 +70,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self.export_timeout = (export_timeout_millis or delivery.export_timeout_ms) / 1000
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
-        self._give_up_at: float | None = None
+        self._exit_deadline: ExitDeadline | None = None
         self._shutdown = False
         #: Shared with the capture intake (see component.configuration) so one report covers both queues.
         self.drops = drops if drops is not None else DropCounter()
@@ -120,7 +121,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._queue.clear()
         self._queued_bytes = 0
         self._wake = threading.Event()
-        self._give_up_at = None
+        self._exit_deadline = None
         self.drops.reset()
         self._exporter.after_fork()
         self._start()
@@ -155,19 +156,37 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._wake.set()
         self._exporter.shutdown()
 
-    def final_flush(self, give_up_at: float) -> bool:
-        """Flush with a hard deadline: what is not accepted by then is counted as abandoned."""
-        self._give_up_at = give_up_at if self._give_up_at is None else min(self._give_up_at, give_up_at)
-        return self._flush(max(0.0, give_up_at - time.monotonic()))
+    def final_flush(self, give_up_at: float | ExitDeadline) -> bool:
+        """Flush with a hard deadline: what is not accepted by then is counted as abandoned.
+
+        An :class:`ExitDeadline` may be brought forward during the flush (a stop
+        signal): the wait ends at the new time, and so does the Engine call in flight.
+        """
+        deadline = as_deadline(give_up_at)
+        if self._exit_deadline is None:
+            self._exit_deadline = deadline
+            deadline.on_change(self._deadline_moved)
+        else:
+            self._exit_deadline.bring_forward(deadline.at)
+        if not self._worker.is_alive():
+            return not self._queue
+        return self._exit_deadline.wait(self._flush_marker().done.wait)
+
+    def _deadline_moved(self, at: float) -> None:
+        self._exporter.cut_calls_at(at)
+        self._exporter.hurry()
 
     def _flush(self, timeout: float) -> bool:
         if not self._worker.is_alive():
             return not self._queue
+        return self._flush_marker().done.wait(timeout)
+
+    def _flush_marker(self) -> FlushMarker:
         marker = FlushMarker()
         self._queue.append(marker)
         self._wake.set()
         self._exporter.hurry()
-        return marker.done.wait(timeout)
+        return marker
 
     # --- worker ------------------------------------------------------------------
     def _run(self) -> None:
@@ -210,7 +229,8 @@ class SplightLogRecordProcessor(LogRecordProcessor):
                 marker.done.set()
 
     def _deadline(self) -> float | None:
-        return self._give_up_at
+        deadline = self._exit_deadline
+        return None if deadline is None else deadline.at
 
     def _report_drops(self) -> None:
         """One WARNING record, first in line, once the Engine accepts records again."""

@@ -42,6 +42,7 @@ from collections import deque
 from typing import Any
 
 from splight_runner.diagnostics import say
+from splight_runner.pipeline.deadline import ExitDeadline
 from splight_runner.pipeline.flat import LOG
 
 _HEADER = 4
@@ -90,7 +91,7 @@ class PipelineHost:
         self.pipeline: Any = None
         self._pipeline_ready = threading.Event()
         self._feeding_done = threading.Event()
-        self._give_up_at: float | None = None
+        self._exit_deadline: ExitDeadline | None = None
         self._reader = threading.Thread(target=self._read_loop, name="splight-runner-reader", daemon=True)
 
     def start(self) -> None:
@@ -236,23 +237,24 @@ class PipelineHost:
             self._feeding_done.set()
 
     def _deadline(self) -> float | None:
-        return self._give_up_at
+        deadline = self._exit_deadline
+        return None if deadline is None else deadline.at
 
     # --- the end -----------------------------------------------------------------
-    def finish(self, give_up_at: float) -> Any:
+    def finish(self, deadline: ExitDeadline) -> Any:
         """End of input: wait for the component's connections to close, and everything to be fed.
 
         Returns the pipeline (``None`` when it could not be built) for the final status
-        and the last flush; never waits past ``give_up_at``.
+        and the last flush; never waits past ``deadline`` (which may move closer meanwhile).
         """
-        self._give_up_at = give_up_at
-        eof_by = min(give_up_at, time.monotonic() + _EOF_GRACE)
-        while self._connections and time.monotonic() < eof_by:
+        self._exit_deadline = deadline
+        eof_by = time.monotonic() + _EOF_GRACE
+        while self._connections and time.monotonic() < min(eof_by, deadline.at):
             time.sleep(0.01)
         self._reading = False
-        self._reader.join(max(0.0, give_up_at - time.monotonic()))
-        self._pipeline_ready.wait(max(0.0, give_up_at - time.monotonic()))
-        self._feeding_done.wait(max(0.0, give_up_at - time.monotonic()))
+        deadline.join(self._reader)
+        deadline.wait(self._pipeline_ready.wait)
+        deadline.wait(self._feeding_done.wait)
         with self._intake_lock:
             left = sum(_records_in(items) for items, _ in self._intake)
             self._intake.clear()

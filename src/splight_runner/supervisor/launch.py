@@ -140,6 +140,9 @@ def _parent_death_signal() -> Any:
     return set_parent_death_signal
 
 
+#: Of the stop grace, what is kept for the exit report after the last deliveries are given up on.
+_REPORT_TIME = 0.2
+
 #: Niceness of the runner's threads after the start: its export work can wait, the component cannot.
 RUNNER_NICENESS = 10
 
@@ -267,10 +270,14 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             stop_requested = stops > 0
             returncode = child.returncode
             if host is not None:
+                from splight_runner.pipeline.deadline import ExitDeadline
+
                 give_up_at = ended_at + launch.export_timeout
                 if stop_deadline is not None:
-                    give_up_at = min(give_up_at, stop_deadline - 0.2)
-                _end_pipeline(host, returncode, stop_requested, give_up_at)
+                    give_up_at = min(give_up_at, stop_deadline - _REPORT_TIME)
+                deadline = ExitDeadline(give_up_at)
+                with _StopsDuringTheEnd(deadline, launch.stop_grace, stopped_before=stop_requested):
+                    _end_pipeline(host, returncode, stop_requested, deadline)
         return exit_code(returncode)
     finally:
         if host is not None:
@@ -278,10 +285,52 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
         _remove_state_dir(state_dir)
 
 
-def _end_pipeline(host: Any, returncode: int, stop_requested: bool, give_up_at: float) -> None:
+class _StopsDuringTheEnd:
+    """Stop signals that arrive while the last records and the final status are sent.
+
+    The component has ended, so there is nothing to forward; but the runner now
+    has its stop grace to finish in (``docker stop`` kills it after that), so the
+    exit deadline is brought forward to the grace's end, less the time the exit
+    report needs. A second stop signal means "now": the deliveries still under
+    way are given up on, and the report says what they held.
+    """
+
+    def __init__(self, deadline: Any, stop_grace: float, *, stopped_before: bool) -> None:
+        self._deadline = deadline
+        self._grace = stop_grace
+        self._stops = 1 if stopped_before else 0
+        self._done = False
+        self._thread: Any = None
+
+    def __enter__(self) -> _StopsDuringTheEnd:
+        import threading
+
+        # The stop signals are blocked in every thread of the runner; this one takes them.
+        self._thread = threading.Thread(target=self._watch, name="splight-runner-stops", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Not joined: the exit would wait up to one slice of the watch for nothing.
+        self._done = True
+
+    def _watch(self) -> None:
+        while not self._done:
+            info = signal.sigtimedwait(STOP_SIGNALS, 0.05)
+            if info is None:
+                continue
+            self._stops += 1
+            if self._stops == 1:
+                self._deadline.bring_forward(time.monotonic() + self._grace - _REPORT_TIME)
+            else:
+                say("second stop signal: giving up on the last deliveries")
+                self._deadline.bring_forward(time.monotonic())
+
+
+def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: Any) -> None:
     from splight_runner.engine.records import exit_status
 
-    pipeline = host.finish(give_up_at)
+    pipeline = host.finish(deadline)
     if host.connections_seen == 0:
         say(
             "the component never connected to the runner (it did not load the bootstrap: "
@@ -289,4 +338,4 @@ def _end_pipeline(host: Any, returncode: int, stop_requested: bool, give_up_at: 
         )
     if pipeline is None:
         return
-    pipeline.end(exit_status(returncode, stop_requested), give_up_at, lost_before=host.dropped)
+    pipeline.end(exit_status(returncode, stop_requested), deadline, lost_before=host.dropped)
