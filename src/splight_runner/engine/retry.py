@@ -17,20 +17,22 @@ from splight_runner.diagnostics import say_limited
 from splight_runner.engine.client import EngineError, retry_delay
 
 Deadline = Callable[[], "float | None"]
-#: The rate-limit kind of the line said when the Engine rejects a call for good.
+#: The rate-limit kinds of the lines this loop says (see :func:`splight_runner.diagnostics.say_limited`).
 REJECTED = "engine-rejected"
+OUTAGE_STARTED = "engine-outage-started"
+OUTAGE_ENDED = "engine-outage-ended"
 
 
 class Retrier:
-    """Retries one call at a time; says once when an outage starts and once when it ends.
+    """Retries one call at a time; says when an outage starts and when it ends.
 
-    A call rejected for good (a 4xx other than 408/429) is said through
-    :func:`splight_runner.diagnostics.say_limited`: wrong credentials reject
-    every batch, and one line per batch would flood stderr.
+    Every line it says can repeat, so each goes through
+    :func:`splight_runner.diagnostics.say_limited` (the first in full, then one
+    line a minute with a count): wrong credentials reject every batch, and an
+    Engine that flaps starts and ends an outage every few seconds.
     """
 
-    def __init__(self, say: Callable[[str], None], say_repeating: Callable[[str, str], None] = say_limited) -> None:
-        self._say = say
+    def __init__(self, say_repeating: Callable[[str, str], None] = say_limited) -> None:
         self._say_repeating = say_repeating
         self._outage_since: float | None = None
         self._hurry = threading.Event()
@@ -80,7 +82,7 @@ class Retrier:
                     return False
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
-                    self._say(f"cannot deliver to the Engine ({error}); retrying")
+                    self._say_repeating(OUTAGE_STARTED, f"cannot deliver to the Engine ({error}); retrying")
                 delay = retry_delay(attempt, error.retry_after)
                 attempt += 1
                 give_up_at = deadline()
@@ -96,6 +98,7 @@ class Retrier:
                     self._hurry.clear()
                 continue
             if self._outage_since is not None:
-                self._say(f"delivering to the Engine again after {time.monotonic() - self._outage_since:.1f} s")
+                outage = time.monotonic() - self._outage_since
+                self._say_repeating(OUTAGE_ENDED, f"delivering to the Engine again after {outage:.1f} s")
                 self._outage_since = None
             return True

@@ -80,7 +80,7 @@ class SplightLogExporter(LogRecordExporter):
         self._process_id = process_id or config.process_id()
         self._sender_type = sender_type or config.process_type()
         self._last_status: dict[str, str] = {}
-        self._retrier = Retrier(say)
+        self._retrier = Retrier()
         self._held = threading.Event()  # never set: a hold at the deadline ends by its timeout
         self.stats = DeliveryStats()
 
