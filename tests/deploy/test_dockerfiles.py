@@ -6,8 +6,8 @@ that stands for the image's file system (absolute image paths such as /wheels or
 in a RUN step are mapped into it) and a scratch venv made with the Python running the
 tests stands for the image's Python (its bin/ first on PATH, so `pip` and
 `splight-runner` are the venv's). COPY copies from the build context (the repository
-root), from an earlier stage or from a named build context. The one step that needs
-the image's Debian (`apt-get install tini`) is skipped and checked on its own.
+root), from an earlier stage or from a named build context. A step that needs the
+image's Debian (`apt-get`) would be skipped; deploy/Dockerfile has none.
 A broken wheel build, `pip install` or `splight-runner --version` fails the test.
 """
 
@@ -273,16 +273,16 @@ def test_runner_stage_installs_that_wheel_and_runs(app_image: dict[str, Stage]) 
     # A regular install of the wheel (not editable, not pointing back at the checkout).
     assert "__editable__" not in shown and str(REPO) not in shown
     assert not (runner.root / "wheels").exists(), "the wheel is left in the image"
-    # Only the apt-get step (tini) was not run here.
-    assert len(runner.skipped) == 1 and "tini" in runner.skipped[0]
+    # Every step ran here: nothing needs the image's Debian.
+    assert runner.skipped == []
 
 
-def test_component_image_runs_the_runner_under_tini_in_exec_form(app_image: dict[str, Stage]) -> None:
+def test_component_image_runs_the_runner_as_pid_1_in_exec_form(app_image: dict[str, Stage]) -> None:
+    """No init and no shell in front: the runner is PID 1 (its reaping and signals: tests/supervisor)."""
     app = app_image["app"]
     assert (app.root / "app" / "main.py").is_file()
-    assert app.entrypoint == ["/usr/bin/tini", "--"]
+    assert app.entrypoint is None and app_image["runner"].entrypoint is None
     assert app.cmd == ["splight-runner", "run-component", "/app/main.py"]
-    assert app_image["runner"].entrypoint == ["/usr/bin/tini", "--"]
 
 
 def test_no_dockerfile_installs_splight_runner_from_the_package_index() -> None:
