@@ -357,6 +357,7 @@ def _profile(label: str, fn: Callable[[], int]) -> None:
 def records(engine_url: str, n: int) -> None:
     from splight_runner.component import capture
     from splight_runner.component.channel import BATCH
+    from splight_runner.pipeline.flat import frame_header
 
     _say(f"per record, in-process, best of {REPEATS} (µs of CPU per record, N={n:,}):")
     #: (label, µs, the function timed): the heaviest gets a cProfile at the end.
@@ -428,7 +429,7 @@ def records(engine_url: str, n: int) -> None:
         def send() -> int:
             for batch in batches:
                 data = marshal.dumps(batch)
-                sender.sendall(len(data).to_bytes(4, "little") + data)
+                sender.sendall(frame_header(len(data)) + data)
             return len(items)
 
         try:

@@ -43,6 +43,7 @@ from collections import deque
 from typing import Any
 
 from splight_runner.diagnostics import say_once
+from splight_runner.pipeline.flat import DROPPED, FRAME_HEADER, frame_header
 
 #: Seconds between writes of a partial batch.
 FLUSH_INTERVAL = 0.02
@@ -50,8 +51,6 @@ FLUSH_INTERVAL = 0.02
 BATCH = 256
 #: Longest wait of a child process's logging call for a runner that is behind.
 CHILD_WAIT = 0.1
-_HEADER = 4
-_DROPPED = 2  # flat.DROPPED, spelled here so this module imports nothing of the pipeline
 
 
 #: The channel of this process once the supervised set-up made one (the lazily loaded OTel
@@ -127,7 +126,7 @@ class Channel:
         items = self.items
         count = len(items)
         if self._dropped and self._sock is not None and len(self._pending) < self._max_pending:
-            self._append_frame([(_DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
+            self._append_frame([(DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
             self._dropped = 0
         if not count:
             return
@@ -143,12 +142,12 @@ class Channel:
         self._append_frame_bytes(marshal.dumps(batch), count)
 
     def _append_frame_bytes(self, data: bytes, count: int) -> None:
-        if self._sock is None or len(self._pending) + len(data) + _HEADER > self._max_pending:
+        if self._sock is None or len(self._pending) + len(data) + FRAME_HEADER > self._max_pending:
             self._drop(count)
             return
-        self._pending += len(data).to_bytes(_HEADER, "little")
+        self._pending += frame_header(len(data))
         self._pending += data
-        self._frames.append([len(data) + _HEADER, count])
+        self._frames.append([len(data) + FRAME_HEADER, count])
 
     def _drop(self, count: int) -> None:
         if count <= 0:

@@ -26,6 +26,10 @@ created, extras, exception, stack_info, trace_id, span_id, trace_flags)``
 ``(OTEL, scope, timestamp, observed_timestamp, severity_number, severity_text,
 body, attributes, event_name, trace_id, span_id, trace_flags)``
     a record made through the OTel Logs API in the component.
+
+On the channel from a component process to the supervisor, items travel in
+frames: :func:`frame_header` (the length of what follows), then a ``marshal``
+dump of a list of items.
 """
 
 from __future__ import annotations
@@ -41,6 +45,19 @@ LOG = 0
 STATUS = 1
 DROPPED = 2
 OTEL = 3
+
+#: Bytes of a frame's header on the channel: the length of the frame's body, little-endian.
+FRAME_HEADER = 4
+
+
+def frame_header(size: int) -> bytes:
+    return size.to_bytes(FRAME_HEADER, "little")
+
+
+def frame_size(header: bytes | bytearray) -> int:
+    """The body length a :func:`frame_header` announces."""
+    return int.from_bytes(header[:FRAME_HEADER], "little")
+
 
 #: Loggers kept by name before the cache starts over (each holds its scope).
 MAX_LOGGERS = 1024

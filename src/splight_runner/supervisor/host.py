@@ -43,9 +43,8 @@ from typing import Any
 
 from splight_runner.diagnostics import say
 from splight_runner.pipeline.deadline import ExitDeadline
-from splight_runner.pipeline.flat import LOG
+from splight_runner.pipeline.flat import FRAME_HEADER, LOG, frame_size
 
-_HEADER = 4
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
 #: How long after the child's exit the host waits for its other processes' connections to close.
@@ -115,10 +114,23 @@ class PipelineHost:
 
     # --- reader ------------------------------------------------------------------
     def _read_loop(self) -> None:
+        """Accept and read every connection until :meth:`finish` stops the reading, then drain.
+
+        The stop is read *before* each wait, never after it: a component that
+        connects, writes and exits while this thread has not even been scheduled
+        (a short component on a busy machine) left its connection in the
+        listener's backlog and its bytes in the socket, and the passes after the
+        stop take them (select with no wait) until nothing is ready. A connection
+        still open but silent (a process the component left behind) is not waited
+        for, and the drain ends after :data:`_EOF_GRACE` even if one keeps writing.
+        """
         selector = self._selector
-        while self._reading or self._connections:
+        drain_until: float | None = None
+        while True:
+            if drain_until is None and not self._reading:
+                drain_until = time.monotonic() + _EOF_GRACE
             try:
-                events = selector.select(0.05)
+                events = selector.select(0.05 if drain_until is None else 0)
             except OSError:
                 break
             for key, _ in events:
@@ -126,7 +138,7 @@ class PipelineHost:
                     self._accept()
                 else:
                     self._read(key.data)
-            if not self._reading and not events:
+            if drain_until is not None and (not events or time.monotonic() > drain_until):
                 break
         for connection in list(self._connections.values()):
             self._close(connection)
@@ -161,16 +173,16 @@ class PipelineHost:
         buffer = connection.buffer
         buffer += data
         offset = 0
-        while len(buffer) - offset >= _HEADER:
-            size = int.from_bytes(buffer[offset : offset + _HEADER], "little")
+        while len(buffer) - offset >= FRAME_HEADER:
+            size = frame_size(buffer[offset : offset + FRAME_HEADER])
             if size > MAX_FRAME:
                 say("a component process sent a malformed record stream; its connection is closed")
                 self._close(connection)
                 return
-            end = offset + _HEADER + size
+            end = offset + FRAME_HEADER + size
             if len(buffer) < end:
                 break
-            self._take_frame(bytes(buffer[offset + _HEADER : end]))
+            self._take_frame(bytes(buffer[offset + FRAME_HEADER : end]))
             offset = end
         if offset:
             del buffer[:offset]
