@@ -122,15 +122,14 @@ class PipelineHost:
         listener's backlog and its bytes in the socket, and the passes after the
         stop take them (select with no wait) until nothing is ready. A connection
         still open but silent (a process the component left behind) is not waited
-        for, and the drain ends after :data:`_EOF_GRACE` even if one keeps writing.
+        for, and the drain ends at the exit deadline even if one keeps writing.
         """
         selector = self._selector
-        drain_until: float | None = None
+        draining = False
         while True:
-            if drain_until is None and not self._reading:
-                drain_until = time.monotonic() + _EOF_GRACE
+            draining = draining or not self._reading
             try:
-                events = selector.select(0.05 if drain_until is None else 0)
+                events = selector.select(0 if draining else 0.05)
             except OSError:
                 break
             for key, _ in events:
@@ -138,7 +137,7 @@ class PipelineHost:
                     self._accept()
                 else:
                     self._read(key.data)
-            if drain_until is not None and (not events or time.monotonic() > drain_until):
+            if draining and (not events or self._deadline_passed()):
                 break
         for connection in list(self._connections.values()):
             self._close(connection)
@@ -251,6 +250,10 @@ class PipelineHost:
     def _deadline(self) -> float | None:
         deadline = self._exit_deadline
         return None if deadline is None else deadline.at
+
+    def _deadline_passed(self) -> bool:
+        deadline = self._exit_deadline
+        return deadline is not None and deadline.passed()
 
     # --- the end -----------------------------------------------------------------
     def finish(self, deadline: ExitDeadline) -> Any:
