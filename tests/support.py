@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,23 @@ def engine_record(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+@contextlib.contextmanager
+def busy_machine() -> Iterator[None]:
+    """One more busy process than there are CPUs, for the duration: the runner's threads (at a
+    lower priority than the component) get little CPU, as on a loaded compute node.
+
+    Races between the runner's threads that a quiet machine hides show up here.
+    """
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range((os.cpu_count() or 1) + 1)
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from splight_runner.dev_engine.server import DevEngine
-from support import engine_env, run_component, write_component
+from support import busy_machine, engine_env, run_component, write_component
 
 BIN = Path(sys.executable).parent
 
@@ -184,6 +184,25 @@ def test_with_the_engine_down_the_exit_report_counts_every_record_exactly(tmp_pa
         assert run.returncode == 0, run.stderr
         counts = re.findall(r"splight \(the Splight Engine\): (\d+) log records", run.stderr)
         assert counts == ["10000"], run.stderr
+
+
+def test_on_a_busy_machine_the_exit_report_still_counts_every_record_exactly(tmp_path):
+    """The runner's feeder may still be at work at the exit deadline; the report must not read a moving picture.
+
+    It once did: under load the same 10,000 records were reported as 16,672 (drops
+    counted twice) or 9,883 (a batch in the feeder's hands counted nowhere).
+    """
+    with DevEngine() as engine:
+        url = engine.url
+    main = write_component(tmp_path, TEN_THOUSAND)
+    env = engine_env(engine, OTEL_BLRP_EXPORT_TIMEOUT="1000")
+    env["SPLIGHT_PLATFORM_API_HOST"] = url  # nothing listens there any more
+    with busy_machine():
+        for _ in range(5):
+            run = run_component(main, env)
+            assert run.returncode == 0, run.stderr
+            counts = re.findall(r"splight \(the Splight Engine\): (\d+) log records", run.stderr)
+            assert counts == ["10000"], run.stderr
 
 
 # --- in-process mode: the exporter's connection and the component's descriptors ---------------
