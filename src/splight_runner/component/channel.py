@@ -40,6 +40,7 @@ import socket
 import threading
 import time
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from splight_runner.diagnostics import say_once
@@ -51,6 +52,8 @@ FLUSH_INTERVAL = 0.02
 BATCH = 256
 #: Longest wait of a child process's logging call for a runner that is behind.
 CHILD_WAIT = 0.1
+#: Frames written by one system call at most (a backlog of single-record frames from a child).
+_IOV = 64
 
 
 #: The channel of this process once the supervised set-up made one (the lazily loaded OTel
@@ -79,11 +82,15 @@ class Channel:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
-        self._pending = bytearray()
-        #: ``[bytes, records]`` of each frame in ``_pending``, and the bytes of the first already sent:
-        #: a frame is never resumed on another connection (the reader would take its rest for a header).
-        self._frames: deque[list[int]] = deque()
+        #: ``(frame, records)`` not yet sent, whole frames (header and body); and the bytes of the
+        #: first already sent: a frame is never resumed on another connection (the reader would take
+        #: its rest for a header). Frames, not one growing buffer: a buffer appended at one end and
+        #: cut at the other is reallocated and copied, and with a slow supervisor the component
+        #: grew by three times the bound in copies.
+        self._frames: deque[tuple[bytes, int]] = deque()
         self._head_sent = 0
+        #: Bytes in ``_frames``, what ``max_pending_bytes`` bounds.
+        self.pending_bytes = 0
         self._dropped = 0
         self._dropped_first = 0
         self._dropped_last = 0
@@ -125,7 +132,7 @@ class Channel:
     def _frame_queued(self) -> None:
         items = self.items
         count = len(items)
-        if self._dropped and self._sock is not None and len(self._pending) < self._max_pending:
+        if self._dropped and self._sock is not None and self.pending_bytes < self._max_pending:
             self._append_frame([(DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
             self._dropped = 0
         if not count:
@@ -142,12 +149,12 @@ class Channel:
         self._append_frame_bytes(marshal.dumps(batch), count)
 
     def _append_frame_bytes(self, data: bytes, count: int) -> None:
-        if self._sock is None or len(self._pending) + len(data) + FRAME_HEADER > self._max_pending:
+        if self._sock is None or self.pending_bytes + len(data) + FRAME_HEADER > self._max_pending:
             self._drop(count)
             return
-        self._pending += frame_header(len(data))
-        self._pending += data
-        self._frames.append([len(data) + FRAME_HEADER, count])
+        frame = frame_header(len(data)) + data
+        self._frames.append((frame, count))
+        self.pending_bytes += len(frame)
 
     def _drop(self, count: int) -> None:
         if count <= 0:
@@ -159,44 +166,46 @@ class Channel:
         self._dropped_last = now
 
     def _send(self, blocking_for: float) -> bool:
-        pending = self._pending
-        if not pending:
+        frames = self._frames
+        if not frames:
             return True
         sock = self._checked_socket()
         if sock is None:
             return False
         give_up_at = time.monotonic() + blocking_for
-        view = memoryview(pending)
-        sent = 0
         try:
-            while sent < len(pending):
+            while frames:
+                # Up to _IOV frames in one call; the first from where the last call stopped in it.
+                buffers: list[Any] = [memoryview(frames[0][0])[self._head_sent :]]
+                buffers += [frame for frame, _ in islice(frames, 1, _IOV)]
                 try:
-                    sent += sock.send(view[sent:])
+                    sent = sock.sendmsg(buffers)
                 except BlockingIOError:
                     remaining = give_up_at - time.monotonic()
                     if remaining <= 0:
                         break
                     select.select([], [sock], [], min(remaining, 0.05))
+                    continue
                 except InterruptedError:
                     continue
+                finally:
+                    buffers[0].release()
+                sent += self._head_sent
+                while frames and sent >= len(frames[0][0]):
+                    frame, _ = frames.popleft()
+                    sent -= len(frame)
+                    self.pending_bytes -= len(frame)
+                self._head_sent = sent
         except OSError as error:
-            view.release()
             self._lost_connection(error)
             return False
-        view.release()
-        del pending[:sent]
-        sent += self._head_sent
-        frames = self._frames
-        while frames and sent >= frames[0][0]:
-            sent -= frames.popleft()[0]
-        self._head_sent = sent
-        return not pending
+        return not frames
 
     def _forget_partial_frame(self) -> None:
         """Before another connection: the rest of a frame begun on the old one is dropped, counted."""
         if self._head_sent and self._frames:
-            size, count = self._frames.popleft()
-            del self._pending[: size - self._head_sent]
+            frame, count = self._frames.popleft()
+            self.pending_bytes -= len(frame)
             self._drop(count)
         self._head_sent = 0
 
@@ -225,7 +234,7 @@ class Channel:
         self._drop(sum(count for _, count in self._frames))
         self._frames.clear()
         self._head_sent = 0
-        self._pending.clear()
+        self.pending_bytes = 0
 
     def _connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -248,7 +257,7 @@ class Channel:
         wait = self._wake.wait
         while not self._closed:
             wait(FLUSH_INTERVAL)
-            if self.items or self._pending or self._dropped:
+            if self.items or self._frames or self._dropped:
                 with contextlib.suppress(Exception):
                     self.write()
 
@@ -265,9 +274,9 @@ class Channel:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self.items.clear()
-        self._pending = bytearray()
         self._frames = deque()
         self._head_sent = 0
+        self.pending_bytes = 0
         self._dropped = 0
         self._write_through = True
         self.threshold = 1
