@@ -359,6 +359,9 @@ class InProcessIntake:
         self.own_threads: set[int] = set()
         self._wake = threading.Event()
         self._stopped = False
+        #: Held while one item is fed; close() takes it to stop the feeding between two items.
+        self._feed_lock = threading.Lock()
+        self._closed = False
         self._start()
 
     def full(self) -> None:
@@ -385,9 +388,18 @@ class InProcessIntake:
         self._wake.set()
         return marker.done.wait(max(0.0, timeout))
 
-    def stop(self) -> None:
-        self._stopped = True
+    def close(self) -> int:
+        """Stop feeding for good; return how many captured log records were never fed.
+
+        Taken under the lock the thread holds while it feeds one item, so the exit
+        report reads a still picture: each record was fed, or is counted here.
+        """
+        with self._feed_lock:
+            self._stopped = self._closed = True
+            left = sum(1 for item in self.items if not isinstance(item, FlushMarker) and item[0] == LOG)
+            self.items.clear()
         self._wake.set()
+        return left
 
     def after_fork_in_child(self) -> None:
         """A forked child starts with an empty intake and its own thread: the parent ships its own."""
@@ -397,6 +409,8 @@ class InProcessIntake:
         self._wake = threading.Event()
         self.own_threads.clear()
         self._stopped = False
+        self._feed_lock = threading.Lock()
+        self._closed = False
         self._start()
 
     def _start(self) -> None:
@@ -414,17 +428,25 @@ class InProcessIntake:
     def _drain(self) -> None:
         items = self.items
         feed = self._feed
+        lock = self._feed_lock
         while items:
-            try:
-                item = items.popleft()
-            except IndexError:
-                break
-            if isinstance(item, FlushMarker):
-                item.done.set()
-                continue
-            try:
-                feed(item)
-            except Exception as error:  # never let one bad record stop the thread
-                from splight_runner.diagnostics import say_once
+            with lock:
+                if self._closed:
+                    return
+                try:
+                    item = items.popleft()
+                except IndexError:
+                    break
+                if isinstance(item, FlushMarker):
+                    item.done.set()
+                    continue
+                self._feed_one(feed, item)
 
-                say_once(f"a record could not be converted ({type(error).__name__}: {error})")
+    @staticmethod
+    def _feed_one(feed: Callable[[tuple[Any, ...]], None], item: tuple[Any, ...]) -> None:
+        try:
+            feed(item)
+        except Exception as error:  # never let one bad record stop the thread
+            from splight_runner.diagnostics import say_once
+
+            say_once(f"a record could not be converted ({type(error).__name__}: {error})")

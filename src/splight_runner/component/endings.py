@@ -66,8 +66,8 @@ class InProcess:
         give_up_at = time.monotonic() + self.export_timeout
         self.intake.flush(give_up_at - time.monotonic())
         ending = watch.ending() if watch is not None and self.owes_final_status else None
-        self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped)
-        self.intake.stop()
+        never_fed = self.intake.close()
+        self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped + never_fed)
         _flush_spans(self.tracer_provider, give_up_at - time.monotonic())
 
     def after_fork_in_child(self) -> None:

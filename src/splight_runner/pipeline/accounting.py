@@ -69,3 +69,8 @@ class FlushMarker:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+
+
+def destination_label(exporter_name: str) -> str:
+    """How the exit report names a destination (an OTLP failure is not "the Engine")."""
+    return "splight (the Splight Engine)" if exporter_name == "splight" else exporter_name

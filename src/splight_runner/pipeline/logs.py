@@ -22,6 +22,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
+from splight_runner.pipeline.accounting import destination_label
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.flat import DROPPED, STATUS, FlatEmitter
 
@@ -191,12 +192,13 @@ class LogPipeline:
             if lost or statuses:
                 what = [f"{lost} log records"] if lost else []
                 what += [f"status {status}" for status in statuses]
-                say(f"splight (the Splight Engine): {' and '.join(what)} could not be delivered before exit")
+                say(f"{destination_label(SPLIGHT)}: {' and '.join(what)} could not be delivered before exit")
         for processor in self.others:
             lost = processor.undelivered() + lost_before + self.lost_upstream
             total += lost
             if lost:
-                say(f"{processor.exporter.name}: {lost} log records could not be delivered before exit")
+                where = destination_label(processor.exporter.name)
+                say(f"{where}: {lost} log records could not be delivered before exit")
         return total
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from splight_runner.diagnostics import say
 from splight_runner.pipeline.deadline import ExitDeadline
-from splight_runner.pipeline.flat import FRAME_HEADER, LOG, frame_size
+from splight_runner.pipeline.flat import DROPPED, FRAME_HEADER, LOG, OTEL, frame_size
 
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
@@ -52,8 +52,19 @@ _EOF_GRACE = 0.3
 
 
 def _records_in(items: Any) -> int:
-    """How many log records (not statuses or drop reports) a run of flat items holds."""
-    return sum(1 for item in items if item and item[0] == LOG)
+    """How many log records a run of flat items stands for, should it be lost.
+
+    One per record (``logging`` or the OTel Logs API), the count a drop report
+    carries (records the component already lost), none for a status.
+    """
+    count = 0
+    for item in items:
+        kind = item[0] if item else None
+        if kind in (LOG, OTEL):
+            count += 1
+        elif kind == DROPPED:
+            count += item[1]
+    return count
 
 
 class _Connection:
@@ -247,6 +258,9 @@ class PipelineHost:
                     self._intake_bytes -= size
                     self._in_hand, self._in_hand_next = items, 0
                 if pipeline is None:
+                    with self._feed_lock, self._intake_lock:
+                        self._count_drop(_records_in(items))  # in the exit line launch says without a pipeline
+                        self._in_hand = []
                     continue
                 for index, item in enumerate(items):
                     room = pipeline.wait_for_room(self._deadline)

@@ -277,7 +277,7 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                     give_up_at = min(give_up_at, stop_deadline - _REPORT_TIME)
                 deadline = ExitDeadline(give_up_at)
                 with _StopsDuringTheEnd(deadline, launch.stop_grace, stopped_before=stop_requested):
-                    _end_pipeline(host, returncode, stop_requested, deadline)
+                    _end_pipeline(host, returncode, stop_requested, deadline, launch.pipeline)
         return exit_code(returncode)
     finally:
         if host is not None:
@@ -327,8 +327,9 @@ class _StopsDuringTheEnd:
                 self._deadline.bring_forward(time.monotonic())
 
 
-def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: Any) -> None:
-    from splight_runner.engine.records import exit_status
+def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: Any, spec: PipelineSpec) -> None:
+    from splight_runner.engine.records import exit_status, final_status, sends_status
+    from splight_runner.pipeline.accounting import destination_label
 
     pipeline = host.finish(deadline)
     if host.connections_seen == 0:
@@ -337,5 +338,15 @@ def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: An
             "python -I or -S, or another interpreter): its records were not captured"
         )
     if pipeline is None:
+        # Not built by the deadline (a loaded machine, a short export timeout) or failed to build
+        # (said when it failed): nothing was delivered, and the exit line still says so.
+        final = final_status(None, exit_status(returncode, stop_requested)) if sends_status(spec.process_type) else None
+        what = [f"{host.dropped} log records"] if host.dropped else []
+        what += [f"status {final}"] if final else []
+        for name in spec.exporter_names if what else ():
+            say(
+                f"{destination_label(name)}: {' and '.join(what)} could not be delivered before exit "
+                "(the export pipeline was not ready)"
+            )
         return
     pipeline.end(exit_status(returncode, stop_requested), deadline, lost_before=host.dropped)
