@@ -259,6 +259,8 @@ class PipelineHost:
                     self._in_hand, self._in_hand_next = items, 0
                 if pipeline is None:
                     with self._feed_lock, self._intake_lock:
+                        if self._fed_to_the_end:
+                            return  # finish() counted this batch
                         self._count_drop(_records_in(items))  # in the exit line launch says without a pipeline
                         self._in_hand = []
                     continue
