@@ -257,7 +257,8 @@ def test_a_stop_signal_during_the_final_flush_brings_its_deadline_forward(tmp_pa
     stderr = proc.stderr.read()
     assert proc.returncode == 0, stderr  # the component's own exit code: it was not stopped
     if stops == 1:
-        assert 1.5 < elapsed < 2.5, (elapsed, stderr)
+        # Less than the 2 s grace on a quiet machine (1.8 s plus the exit); the bound leaves room for a busy one.
+        assert 1.5 < elapsed < 3.0, (elapsed, stderr)
     else:
         assert elapsed < 1.0, (elapsed, stderr)
         assert "second stop signal: giving up on the last deliveries" in stderr
