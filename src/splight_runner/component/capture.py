@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from splight_runner.pipeline.accounting import FlushMarker
-from splight_runner.pipeline.flat import LOG, STATUS, plain_value, unprintable
+from splight_runner.pipeline.flat import LOG, STATUS, plain_value, records_in, unprintable
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -396,7 +396,7 @@ class InProcessIntake:
         """
         with self._feed_lock:
             self._stopped = self._closed = True
-            left = sum(1 for item in self.items if not isinstance(item, FlushMarker) and item[0] == LOG)
+            left = records_in(item for item in self.items if not isinstance(item, FlushMarker))
             self.items.clear()
         self._wake.set()
         return left

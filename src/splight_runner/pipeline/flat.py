@@ -35,7 +35,7 @@ dump of a list of items.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from splight_runner.engine import records
@@ -45,6 +45,23 @@ LOG = 0
 STATUS = 1
 DROPPED = 2
 OTEL = 3
+
+
+def records_in(items: Iterable[tuple[Any, ...]]) -> int:
+    """How many log records a run of flat items stands for, should it be lost.
+
+    One per record (``logging`` or the OTel Logs API), the count a drop report
+    carries (records the component already lost), none for a status.
+    """
+    count = 0
+    for item in items:
+        kind = item[0] if item else None
+        if kind in (LOG, OTEL):
+            count += 1
+        elif kind == DROPPED:
+            count += item[1]
+    return count
+
 
 #: Bytes of a frame's header on the channel: the length of the frame's body, little-endian.
 FRAME_HEADER = 4

@@ -43,28 +43,12 @@ from typing import Any
 
 from splight_runner.diagnostics import say
 from splight_runner.pipeline.deadline import ExitDeadline
-from splight_runner.pipeline.flat import DROPPED, FRAME_HEADER, LOG, OTEL, frame_size
+from splight_runner.pipeline.flat import FRAME_HEADER, frame_size, records_in
 
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
 #: How long after the child's exit the host waits for its other processes' connections to close.
 _EOF_GRACE = 0.3
-
-
-def _records_in(items: Any) -> int:
-    """How many log records a run of flat items stands for, should it be lost.
-
-    One per record (``logging`` or the OTel Logs API), the count a drop report
-    carries (records the component already lost), none for a status.
-    """
-    count = 0
-    for item in items:
-        kind = item[0] if item else None
-        if kind in (LOG, OTEL):
-            count += 1
-        elif kind == DROPPED:
-            count += item[1]
-    return count
 
 
 class _Connection:
@@ -214,7 +198,7 @@ class PipelineHost:
         size = len(frame)
         with self._intake_ready:
             if self._fed_to_the_end or self._intake_bytes + size > self._max_intake:
-                self._count_drop(_records_in(items))
+                self._count_drop(records_in(items))
                 return
             self._intake.append((items, size))
             self._intake_bytes += size
@@ -261,7 +245,7 @@ class PipelineHost:
                     with self._feed_lock, self._intake_lock:
                         if self._fed_to_the_end:
                             return  # finish() counted this batch
-                        self._count_drop(_records_in(items))  # in the exit line launch says without a pipeline
+                        self._count_drop(records_in(items))  # in the exit line launch says without a pipeline
                         self._in_hand = []
                     continue
                 for index, item in enumerate(items):
@@ -272,7 +256,7 @@ class PipelineHost:
                         self._in_hand_next = index + 1
                         if not room:
                             with self._intake_lock:
-                                self._count_drop(_records_in((item,)))
+                                self._count_drop(records_in((item,)))
                             continue
                         try:
                             pipeline.emit(item)
@@ -317,8 +301,8 @@ class PipelineHost:
         # and ``dropped`` is final for the exit report.
         with self._feed_lock, self._intake_ready:
             self._fed_to_the_end = True
-            left = sum(_records_in(items) for items, _ in self._intake)
-            left += _records_in(self._in_hand[self._in_hand_next :])
+            left = sum(records_in(items) for items, _ in self._intake)
+            left += records_in(self._in_hand[self._in_hand_next :])
             self._intake.clear()
             self._intake_bytes = 0
             self._in_hand = []
