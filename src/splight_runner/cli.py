@@ -157,10 +157,17 @@ _COMPONENT_ID_HELP = (
 )
 
 
+_PYTHON_HELP = (
+    "the Python that runs the component, a path or a command on PATH (default: SPLIGHT_RUNNER_PYTHON, else the "
+    "first python3 on PATH when the runner lives in a pipx environment of its own, else the runner's own Python); "
+    "its environment needs nothing of the runner's"
+)
+
+
 def _parser_run_component() -> _Parser:
     parser = _Parser(
         prog=f"{PROG} run-component",
-        usage=f"{PROG} run-component PATH/main.py --component-id=ID [-- ARGS...]",
+        usage=f"{PROG} run-component PATH/main.py --component-id=ID [--python PY] [-- ARGS...]",
         description=(
             "Run a Splight component: python main.py --component-id ID ARGS... in PATH's folder, with its\n"
             "logs and status shipped to the Engine. The runner stays its parent: it forwards stop signals,\n"
@@ -171,6 +178,7 @@ def _parser_run_component() -> _Parser:
     parser.add_argument(
         "--component-id", dest="component_id", metavar="ID", help=_COMPONENT_ID_HELP + "; passed on to the component"
     )
+    parser.add_argument("--python", dest="python", metavar="PY", help=_PYTHON_HELP)
     parser.add_argument_group("after --").add_argument(
         "ARGS", nargs="*", default=None, help="more arguments for the component, after '--'"
     )
@@ -198,16 +206,22 @@ def cmd_run_component(args: list[str]) -> int:
     if ns.component_id:
         overrides[names.COMPONENT_ID] = ns.component_id
     component_id = ns.component_id or config.process_id({**os.environ, **overrides})
-    argv = [sys.executable, script]
+    argv = [_component_python(ns.python), script]
     if component_id:
         argv += ["--component-id", component_id]
     return _launch(argv + extra, folder, overrides)
 
 
+def _component_python(option: str | None = None) -> str:
+    from splight_runner.supervisor.interpreter import component_interpreter
+
+    return component_interpreter(option, os.environ).path
+
+
 def _command_argv(command: list[str], what: str = "run") -> list[str]:
     first = command[0]
     if first == "-m" or first.endswith(".py"):
-        return [sys.executable, *command]
+        return [_component_python(), *command]
     import shutil
 
     resolved = shutil.which(first)
@@ -435,6 +449,7 @@ def cmd_check(args: list[str]) -> int:
     print(f"Process id:   {process_id or '(not set: run-component needs --component-id or COMPONENT_ID)'}")
     print(f"Process type: {config.process_type()}")
     print(f"Logs go to:   {', '.join(exporters) or 'nowhere (OTEL_LOGS_EXPORTER=none)'}")
+    bootstrap_loads = _print_component_python()
     _print_distros()
     if process_id is not None and ns.write_test_record:
         import json
@@ -461,7 +476,25 @@ def cmd_check(args: list[str]) -> int:
     print("Engine:       reachable, credentials accepted")
     if record is not None:
         print(f"Test record:  written under {process_id}, the Engine took its fields: {', '.join(record)}")
+    if not bootstrap_loads:
+        print(
+            f"{PROG}: check: the component's Python cannot load the bootstrap: nothing would be captured",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _print_component_python() -> bool:
+    """Which Python ``run-component`` would start, why, and whether it loads the bootstrap."""
+    from splight_runner.supervisor.interpreter import component_interpreter, probe
+    from splight_runner.supervisor.launch import BOOTSTRAP_DIR
+
+    interpreter = component_interpreter(None, os.environ)
+    loads, what = probe(interpreter.path, BOOTSTRAP_DIR)
+    print(f"Python:       {interpreter.path} ({interpreter.why})")
+    print(f"              {what}")
+    return loads
 
 
 def _help(args: list[str]) -> int:

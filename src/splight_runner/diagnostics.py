@@ -10,34 +10,20 @@ summary line per :data:`SUMMARY_INTERVAL` with the count of what was not said.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
+
+# The component side's voice, so that both sides sound the same (and a line said once is said once).
+from splight_runner.bootstrap.splight_capture.voice import say, say_once
+
+__all__ = ["say", "say_limited", "say_once"]
 
 #: Seconds between summary lines of a repeating diagnostic.
 SUMMARY_INTERVAL = 60.0
 
 _lock = threading.Lock()
-_said_once: set[str] = set()
 #: kind -> [time of the last line said, occurrences not said since]
 _limited: dict[str, list[float]] = {}
-
-
-def say(message: str) -> None:
-    try:
-        sys.stderr.write(f"splight-runner: {message}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
-def say_once(message: str) -> None:
-    """``message`` the first time only (per process)."""
-    with _lock:
-        if message in _said_once:
-            return
-        _said_once.add(message)
-    say(message)
 
 
 def say_limited(kind: str, message: str) -> None:

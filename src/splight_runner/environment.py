@@ -7,6 +7,9 @@ the environment, so importing this module is free.
 
 from __future__ import annotations
 
+# The names the component side reads are spelled once, in the bootstrap (which imports nothing of ours).
+from splight_runner.bootstrap.splight_capture import names as _component
+
 # --- Splight configuration (a file <secrets dir>/<NAME> wins over the variable) ---
 
 SPLIGHT_ACCESS_ID = "SPLIGHT_ACCESS_ID"
@@ -102,7 +105,7 @@ PROCESS_ID_VARIABLES = (COMPONENT_ID, COMPUTE_NODE_ID, AGENT_ID)
 
 # --- Set by the runner for the processes it starts ---------------------------------
 
-SPLIGHT_RUNNER_ACTIVE = "SPLIGHT_RUNNER_ACTIVE"
+SPLIGHT_RUNNER_ACTIVE = _component.SPLIGHT_RUNNER_ACTIVE
 """
 .. envvar:: SPLIGHT_RUNNER_ACTIVE
 
@@ -110,7 +113,7 @@ Set to ``1`` by the supervisor: the bootstrap ``sitecustomize`` must set the dis
 Default: unset (the bootstrap only runs a shadowed ``sitecustomize``).
 """
 
-SPLIGHT_RUNNER_CHANNEL = "SPLIGHT_RUNNER_CHANNEL"
+SPLIGHT_RUNNER_CHANNEL = _component.SPLIGHT_RUNNER_CHANNEL
 """
 .. envvar:: SPLIGHT_RUNNER_CHANNEL
 
@@ -119,7 +122,7 @@ process of the component that loads the bootstrap connects to it and hands over
 what it captures; its presence means "supervised: capture only". Default: unset.
 """
 
-SPLIGHT_RUNNER_TOP_PROCESS = "SPLIGHT_RUNNER_TOP_PROCESS"
+SPLIGHT_RUNNER_TOP_PROCESS = _component.SPLIGHT_RUNNER_TOP_PROCESS
 """
 .. envvar:: SPLIGHT_RUNNER_TOP_PROCESS
 
@@ -127,6 +130,25 @@ Set by the component's top process to its own pid when the bootstrap runs;
 children inherit it and so know they are not the top process (they write each
 record through at once, install no signal handler, and owe no final status).
 Default: unset.
+"""
+
+SPLIGHT_RUNNER_RESOURCE = _component.SPLIGHT_RUNNER_RESOURCE
+"""
+.. envvar:: SPLIGHT_RUNNER_RESOURCE
+
+Set by the supervisor when the component exports spans: the component's resource
+attributes as JSON (``splight.component.id``, ``splight.process.type``, the
+``service.name`` default), worked out once by the runner, so the spans and the
+records the runner exports carry the same resource. Default: unset.
+"""
+
+SPLIGHT_RUNNER_PYTHON = "SPLIGHT_RUNNER_PYTHON"
+"""
+.. envvar:: SPLIGHT_RUNNER_PYTHON
+
+The interpreter ``run-component`` starts the component with (``--python`` wins).
+Default: the runner's own interpreter, unless the runner lives in an environment of
+its own (pipx's), then the first ``python3`` on ``PATH``; see ``supervisor.interpreter``.
 """
 
 SPLIGHT_RUNNER_STOP_GRACE = "SPLIGHT_RUNNER_STOP_GRACE"
@@ -138,7 +160,7 @@ exit, the component's shutdown, the last records and the final status included:
 less than ``docker stop``'s 10 s before its SIGKILL. Default: ``8``.
 """
 
-OTEL_PYTHON_TRACER_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
+OTEL_PYTHON_TRACER_PROVIDER = _component.OTEL_PYTHON_TRACER_PROVIDER
 """
 .. envvar:: OTEL_PYTHON_TRACER_PROVIDER
 
@@ -147,7 +169,7 @@ are exported, the component gets ``sdk_tracer_provider`` (set only when unset),
 so spans have real ids at no start-up cost.
 """
 
-OTEL_PYTHON_LOGGER_PROVIDER = "OTEL_PYTHON_LOGGER_PROVIDER"
+OTEL_PYTHON_LOGGER_PROVIDER = _component.OTEL_PYTHON_LOGGER_PROVIDER
 """
 .. envvar:: OTEL_PYTHON_LOGGER_PROVIDER
 
@@ -165,7 +187,7 @@ Python's module path; the supervisor puts the bootstrap folder first on the comp
 
 # --- OpenTelemetry's own variables that the distro reads or gives defaults to -----
 
-OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+OTEL_LOGS_EXPORTER = _component.OTEL_LOGS_EXPORTER
 """
 .. envvar:: OTEL_LOGS_EXPORTER
 
@@ -173,14 +195,14 @@ Comma-separated log exporters (``splight``, ``console``, ``otlp``; ``none``: no 
 Default: ``splight``.
 """
 
-OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+OTEL_TRACES_EXPORTER = _component.OTEL_TRACES_EXPORTER
 """
 .. envvar:: OTEL_TRACES_EXPORTER
 
 Span exporters. Default (the distro's): ``otlp`` when an OTLP endpoint is set, else ``none``.
 """
 
-OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+OTEL_METRICS_EXPORTER = _component.OTEL_METRICS_EXPORTER
 """
 .. envvar:: OTEL_METRICS_EXPORTER
 
@@ -256,7 +278,7 @@ OTEL_BLRP_MAX_EXPORT_BATCH_SIZE = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"
 Records per export batch (at most the queue size). Default: 1000.
 """
 
-OTEL_BLRP_EXPORT_TIMEOUT = "OTEL_BLRP_EXPORT_TIMEOUT"
+OTEL_BLRP_EXPORT_TIMEOUT = _component.OTEL_BLRP_EXPORT_TIMEOUT
 """
 .. envvar:: OTEL_BLRP_EXPORT_TIMEOUT
 
@@ -287,7 +309,7 @@ OTEL_PYTHON_LOG_CODE_ATTRIBUTES = "OTEL_PYTHON_LOG_CODE_ATTRIBUTES"
 ``true``: records also carry ``code.function.name`` and ``code.line.number``. Default: off.
 """
 
-OTEL_PYTHON_LOG_CORRELATION = "OTEL_PYTHON_LOG_CORRELATION"
+OTEL_PYTHON_LOG_CORRELATION = _component.OTEL_PYTHON_LOG_CORRELATION
 """
 .. envvar:: OTEL_PYTHON_LOG_CORRELATION
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from splight_runner import environment as env_names
@@ -306,3 +306,13 @@ def stop_grace(env: Mapping[str, str] | None = None) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{env_names.SPLIGHT_RUNNER_STOP_GRACE}: {raw!r} must be a positive number of seconds")
     return value
+
+
+def apply_distro_defaults(env: Any = None) -> None:
+    """The distro's defaults for OpenTelemetry's own variables (set only when unset)."""
+    env = os.environ if env is None else env
+    env.setdefault(env_names.OTEL_PYTHON_CONFIGURATOR, "splight")
+    env.setdefault(env_names.OTEL_LOGS_EXPORTER, "splight")
+    otlp = env.get(env_names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(env_names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    env.setdefault(env_names.OTEL_TRACES_EXPORTER, "otlp" if otlp else "none")
+    env.setdefault(env_names.OTEL_METRICS_EXPORTER, "none")

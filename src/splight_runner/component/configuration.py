@@ -1,9 +1,11 @@
 """Setting the distro up inside the component's process.
 
-Two ways in, one setup: ``run-component``'s ``sitecustomize`` calls :func:`.startup.start`;
-``opentelemetry-instrument`` reaches :func:`configure_sdk` through the
-``splight`` configurator entry point. Either way a failure here prints one line
-and the component runs unshipped — the runner must never be why it fails.
+Under ``opentelemetry-instrument`` (no runner) the pipeline runs in the
+component: the ``splight`` configurator entry point reaches :func:`configure_sdk`,
+which builds the SDK here and feeds it from the bootstrap's capture. (Under the
+runner the component only captures: the bootstrap's ``startup``.) A failure here
+prints one line and the component runs unshipped — the runner must never be why
+it fails.
 
 The SDK is built before the component's first line, not lazily on the first
 record. Building it later was tried and measured (a no-op component started in a
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from splight_runner import environment as names
 from splight_runner import settings as config
+from splight_runner.bootstrap.splight_capture.entry_points import declared as declared_entry_points
+from splight_runner.bootstrap.splight_capture.startup import is_top_process
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import DropCounter
@@ -39,16 +42,6 @@ from splight_runner.pipeline.resource import resource_attributes
 
 #: How often the capture thread drains when the hot path has not woken it.
 _CAPTURE_DRAIN_INTERVAL = 0.2
-
-
-def apply_distro_defaults(env: Any = None) -> None:
-    """The distro's defaults for OpenTelemetry's own variables (set only when unset)."""
-    env = os.environ if env is None else env
-    env.setdefault(names.OTEL_PYTHON_CONFIGURATOR, "splight")
-    env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
-    otlp = env.get(names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
-    env.setdefault(names.OTEL_TRACES_EXPORTER, "otlp" if otlp else "none")
-    env.setdefault(names.OTEL_METRICS_EXPORTER, "none")
 
 
 def _splight_exporter_problem(process_id: str | None, id_problem: str | None = None) -> str | None:
@@ -161,29 +154,6 @@ def _build_defaults(resource_attributes: dict[str, Any], version: str | None, pr
     logger_provider.add_log_record_processor(processor)
 
 
-def is_top_process() -> bool:
-    """True in the component's top process; its children (fork, spawn, subprocess) inherit the mark.
-
-    ``os.execv`` keeps the process id, so a top process that re-executes itself stays the top one.
-    """
-    owner = os.environ.get(names.SPLIGHT_RUNNER_TOP_PROCESS)
-    if owner is None:
-        os.environ[names.SPLIGHT_RUNNER_TOP_PROCESS] = str(os.getpid())
-        return True
-    return owner == str(os.getpid())
-
-
-def _status_reporter(submit: Any) -> Any:
-    from splight_runner.component.capture import status_item
-
-    def report(engine_state: str) -> None:
-        status = records.platform_status(engine_state)
-        if status is not None:
-            submit(status_item(status))
-
-    return report
-
-
 def configure_sdk(**kwargs: Any) -> None:
     """In-process (``opentelemetry-instrument``): build the SDK, hook capture, health and the exit paths.
 
@@ -239,7 +209,9 @@ def _delivery_settings_in_process() -> config.DeliverySettings:
 
 
 def _configure_sdk(kwargs: dict[str, Any]) -> None:
-    from splight_runner.component import capture, endings, health, lifecycle
+    from splight_runner.bootstrap.splight_capture import capture, health, lifecycle
+    from splight_runner.component import endings
+    from splight_runner.component.intake import InProcessIntake
     from splight_runner.pipeline.logs import LogPipeline
 
     records.send_historical_fields_only(config.historical_record_fields())
@@ -270,14 +242,15 @@ def _configure_sdk(kwargs: dict[str, Any]) -> None:
         process_type=config.process_type(),
         code_attributes=config.flag(names.OTEL_PYTHON_LOG_CODE_ATTRIBUTES),
     )
-    intake = capture.InProcessIntake(
+    intake = InProcessIntake(
         pipeline.emit,
         limit=delivery.max_queue_size,
         wake_at=delivery.max_export_batch_size,
         interval=_CAPTURE_DRAIN_INTERVAL,
     )
     capture.install(intake, intake.own_threads)
-    health.install(_status_reporter(intake.submit))
+    submit = intake.submit
+    health.install(lambda engine_state: submit(capture.status_item(engine_state)))
     watch = lifecycle.ExitWatch() if top else None
     ending = endings.InProcess(
         intake,
@@ -299,105 +272,5 @@ def _sdk_tracer_provider() -> Any:
     return provider if hasattr(provider, "force_flush") else None
 
 
-def capture_for_supervisor(channel_path: str) -> None:
-    """Under the runner: capture only; the supervisor at ``channel_path`` hosts the pipeline.
-
-    No SDK log pipeline is built here. When spans are exported, the SDK's own
-    set-up builds the tracer (and meter) providers, with the logs exporters
-    masked: OTel Logs API records then reach the supervisor through the channel.
-    """
-    from splight_runner.component import capture, endings, health, lifecycle
-    from splight_runner.component import channel as channel_module
-    from splight_runner.component.channel import Channel
-
-    top = is_top_process()
-    delivery = config.delivery_settings()
-    channel = Channel(channel_path, write_through=not top)
-    channel_module.current = channel
-    capture.install(channel)
-    health.install(_status_reporter(channel.submit))
-    tracer_provider = None
-    if config.exporter_names(names.OTEL_TRACES_EXPORTER, "none") or config.exporter_names(
-        names.OTEL_METRICS_EXPORTER, "none"
-    ):
-        tracer_provider = _build_span_side(channel)
-    else:
-        # Without importing anything at start-up, the API loads these on first use: the SDK tracer
-        # provider (spans keep real ids, which records made in them carry) and a logger provider that
-        # hands OTel Logs API records to the channel.
-        os.environ.setdefault(names.OTEL_PYTHON_TRACER_PROVIDER, "sdk_tracer_provider")
-        os.environ.setdefault(names.OTEL_PYTHON_LOGGER_PROVIDER, "splight")
-    ending = endings.HandOver(channel, tracer_provider=tracer_provider, export_timeout=delivery.export_timeout)
-    lifecycle.install(ending, top_process=top)
-
-
-def _build_span_side(channel: Any) -> Any:
-    """Tracer and meter providers through upstream's set-up, logs going to the channel."""
-    from opentelemetry.sdk._configuration import _initialize_components
-
-    from splight_runner.component.otel_logs import ChannelLogRecordProcessor
-
-    saved = os.environ.get(names.OTEL_LOGS_EXPORTER)
-    os.environ[names.OTEL_LOGS_EXPORTER] = "none"
-    try:
-        from opentelemetry.instrumentation.version import __version__ as version
-
-        _initialize_components(
-            auto_instrumentation_version=version,
-            resource_attributes=resource_attributes(config.process_id(), config.process_type()),
-            setup_logging_handler=False,
-            log_record_processors=[ChannelLogRecordProcessor(channel)],
-        )
-    finally:
-        if saved is None:
-            os.environ.pop(names.OTEL_LOGS_EXPORTER, None)
-        else:
-            os.environ[names.OTEL_LOGS_EXPORTER] = saved
-    return _sdk_tracer_provider()
-
-
 #: Entry point group through which upstream's set-up starts an OpAMP client.
 _UPSTREAM_OPAMP_GROUP = "_opentelemetry_opamp"
-_entry_points_found: dict[str, set[str]] | None = None
-
-
-def declared_entry_points() -> dict[str, set[str]]:
-    """Installed entry point names by group, read straight from the dist-info files (once).
-
-    Importing ``importlib.metadata`` and letting it parse every distribution costs
-    more than the rest of our start-up on a slow machine; this look tells us whether
-    upstream's loaders would find anything to do.
-    """
-    global _entry_points_found
-    if _entry_points_found is None:
-        _entry_points_found = _scan_entry_points()
-    return _entry_points_found
-
-
-def _scan_entry_points() -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    seen: set[str] = set()
-    for entry in sys.path:
-        folder = Path(entry or os.curdir)
-        if str(folder) in seen or not folder.is_dir():
-            continue
-        seen.add(str(folder))
-        try:
-            children = os.listdir(folder)
-        except OSError:
-            continue
-        for child in children:
-            if not child.endswith((".dist-info", ".egg-info")):
-                continue
-            try:
-                text = (folder / child / "entry_points.txt").read_text(encoding="utf-8")
-            except OSError:
-                continue
-            group = None
-            for line in text.splitlines():
-                line = line.strip()
-                if line.startswith("[") and line.endswith("]"):
-                    group = line[1:-1].strip()
-                elif group is not None and "=" in line:
-                    found.setdefault(group, set()).add(line.split("=", 1)[0].strip())
-    return found

@@ -28,6 +28,7 @@ from opentelemetry.instrumentation.distro import BaseDistro
 
 from splight_runner import environment as names
 from splight_runner import settings as config
+from splight_runner.bootstrap.splight_capture.instrumentation import logging_instrumentor_kwargs
 from splight_runner.diagnostics import say
 
 SPLIGHT = "splight"
@@ -55,23 +56,17 @@ class SplightDistro(BaseDistro):
 
     def _configure(self, **kwargs: Any) -> None:
         global _distro_loaded
-        from splight_runner.component.configuration import apply_distro_defaults
-
         _distro_loaded = True
-        apply_distro_defaults()
+        config.apply_distro_defaults()
         logging.getLogger(_UPSTREAM_LOADER_LOGGER).addFilter(_OtherConfiguratorsSkipped())
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if entry_point.name == "logging":
-            # Our hook already captures every record: the instrumentor's LoggingHandler would send each
-            # twice, and its record factory costs every logging call. It stays only for what it alone
-            # does: trace ids on every record for the component's own format (OTEL_PYTHON_LOG_CORRELATION=true),
-            # without the logging.basicConfig upstream adds to that, which would change the component's output.
-            if not config.flag(names.OTEL_PYTHON_LOG_CORRELATION):
+            # One rule for both ways in (see the bootstrap's instrumentation module).
+            wanted = logging_instrumentor_kwargs(kwargs)
+            if wanted is None:
                 return
-            kwargs["enable_log_auto_instrumentation"] = False
-            kwargs["set_logging_format"] = False
-            kwargs["inject_trace_context"] = True
+            kwargs = wanted
         super().load_instrumentor(entry_point, **kwargs)
 
 

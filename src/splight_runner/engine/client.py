@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from splight_runner import __version__
-from splight_runner.engine.records import valid_text
+from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.settings import EngineSettings
 
 __all__ = [

@@ -9,10 +9,11 @@ Engine whichever way it travelled.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
+
+# The component side's rule for text, read here too: one rule for every side.
 
 # --- OpenTelemetry names the runner writes and reads (one spelling for every side) ---
 STATUS_EVENT_NAME = "splight.component.status"
@@ -56,22 +57,6 @@ _PLATFORM_STATUS = {"Running": "Running", "Stopped": "Stopped", "Failed": "Faile
 COMPONENT = "component"
 #: Attribute of the runner's own WARNING record that counts dropped records.
 ATTR_DROPPED_COUNT = "splight.dropped.count"
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def valid_text(text: str) -> str:
-    """``text`` with what UTF-8 cannot carry replaced by U+FFFD.
-
-    A lone surrogate (``os.fsdecode`` of a file name that is not UTF-8) makes any
-    UTF-8 encoder raise: left in, one record would sink its whole batch.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
 
 
 def platform_status(engine_state: str) -> str | None:

@@ -5,81 +5,28 @@ let go of the record at once (a record kept for another thread costs the
 component in garbage-collector work and in GIL hand-offs), and under the runner
 the record crosses a process boundary to the supervisor, which hosts the
 export pipeline. So the capture hook reduces each record to a tuple of plain
-values (``marshal`` can carry it) and everything OpenTelemetry does with it
+values (the channel's format carries it) and everything OpenTelemetry does with it
 happens here, in whichever process hosts the pipeline: the supervisor under
 ``run-component``, the component itself under ``opentelemetry-instrument``.
 Both hosts call :class:`FlatEmitter`, so the exporters see the same SDK records
 either way.
 
-Layout (positions are the contract between :mod:`splight_runner.component.capture`
-and this module; ``tests`` round-trip real records through both):
-
-``(LOG, name, levelno, levelname, message, pathname, lineno, function,
-created, extras, exception, stack_info, trace_id, span_id, trace_flags)``
-    ``created`` is ``record.created`` (seconds, float); ``extras`` is ``None``
-    or a dict of the record's user attributes reduced to plain values;
-    ``exception`` is ``None`` or ``(type name, message, formatted text)``.
-``(STATUS, status, unix_nanos)``
-    a health transition, in the platform's vocabulary.
-``(DROPPED, count, first_unix_nanos, last_unix_nanos)``
-    records the sender had to drop (its buffer was full); reported once.
-``(OTEL, scope, timestamp, observed_timestamp, severity_number, severity_text,
-body, attributes, event_name, trace_id, span_id, trace_flags)``
-    a record made through the OTel Logs API in the component.
-
-On the channel from a component process to the supervisor, items travel in
-frames: :func:`frame_header` (the length of what follows), then a ``marshal``
-dump of a list of items.
+The layout of the items and the channel's framing are the component side's
+(``splight_runner.bootstrap.splight_capture.wire``): the runner may import the
+component side, never the other way round.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
 from typing import Any
 
+from splight_runner.bootstrap.splight_capture.values import valid_text
+from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, OTEL, STATUS
 from splight_runner.engine import records
-from splight_runner.engine.records import valid_text
-
-LOG = 0
-STATUS = 1
-DROPPED = 2
-OTEL = 3
-
-
-def records_in(items: Iterable[tuple[Any, ...]]) -> int:
-    """How many log records a run of flat items stands for, should it be lost.
-
-    One per record (``logging`` or the OTel Logs API), the count a drop report
-    carries (records the component already lost), none for a status.
-    """
-    count = 0
-    for item in items:
-        kind = item[0] if item else None
-        if kind in (LOG, OTEL):
-            count += 1
-        elif kind == DROPPED:
-            count += item[1]
-    return count
-
-
-#: Bytes of a frame's header on the channel: the length of the frame's body, little-endian.
-FRAME_HEADER = 4
-
-
-def frame_header(size: int) -> bytes:
-    return size.to_bytes(FRAME_HEADER, "little")
-
-
-def frame_size(header: bytes | bytearray) -> int:
-    """The body length a :func:`frame_header` announces."""
-    return int.from_bytes(header[:FRAME_HEADER], "little")
-
 
 #: Loggers kept by name before the cache starts over (each holds its scope).
 MAX_LOGGERS = 1024
-#: Length of a LOG tuple.
-LOG_FIELDS = 15
 
 #: OTel severity text for the standard level names that OTel spells differently.
 _OTEL_LEVEL_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
@@ -126,7 +73,10 @@ class FlatEmitter:
         if kind == LOG:
             self.emit_log(item)
         elif kind == STATUS:
-            self.emit_status(item[1], item[2])
+            # The component names splight-lib's engine state; what the platform calls it is decided here.
+            status = records.platform_status(item[1])
+            if status is not None:
+                self.emit_status(status, item[2])
         elif kind == DROPPED:
             self.emit_drop_report(item[1], item[2], item[3])
         elif kind == OTEL:
@@ -246,69 +196,3 @@ class FlatEmitter:
                 attributes={records.ATTR_DROPPED_COUNT: count},
             )
         )
-
-
-def plain_value(value: Any, depth: int = 0) -> Any:
-    """``value`` as something ``marshal`` and OTel attributes can carry.
-
-    Runs on the component's thread for extras that are not already plain, so it
-    must never raise: containers are copied (cut at a fixed depth, which also
-    cuts cycles), anything else becomes its ``str`` or a placeholder naming its
-    type when even that fails.
-    """
-    kind = type(value)
-    if kind is str:
-        return value if value.isascii() else valid_text(value)
-    if value is None or kind is bool or kind is float:
-        return value
-    if kind is int:
-        # OTLP carries 64-bit integers: a bigger one would fail its whole batch.
-        return value if _INT64_MIN <= value <= _INT64_MAX else plain_value(_text_of(value))
-    if depth >= 8:
-        return "<nested too deep>"
-    try:
-        if isinstance(value, str):
-            return plain_value(str.__str__(value))
-        if isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, int):
-            return plain_value(int(value))
-        if isinstance(value, float):
-            return float(value)
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        if isinstance(value, (list, tuple)):
-            return [plain_value(v, depth + 1) for v in value[:1000]]
-        if isinstance(value, Mapping):
-            return {plain_value(_key(k)): plain_value(v, depth + 1) for k, v in list(value.items())[:1000]}
-        return plain_value(str(value))
-    except Exception:
-        return unprintable(value)
-
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _text_of(number: int) -> str:
-    try:
-        return str(number)
-    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
-        return f"<int of {number.bit_length()} bits>"
-
-
-def _key(key: Any) -> str:
-    if type(key) is str:
-        return key
-    try:
-        return str(key)
-    except Exception:
-        return unprintable(key)
-
-
-def unprintable(value: Any) -> str:
-    """The placeholder for a value whose ``str`` raised."""
-    try:
-        name = type(value).__name__
-    except Exception:
-        name = "object"
-    return f"<unprintable {name}>"

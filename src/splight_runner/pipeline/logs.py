@@ -20,11 +20,12 @@ from typing import Any
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from splight_runner.bootstrap.splight_capture.wire import DROPPED, STATUS
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import destination_label
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
-from splight_runner.pipeline.flat import DROPPED, STATUS, FlatEmitter
+from splight_runner.pipeline.flat import FlatEmitter
 
 #: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
 SPLIGHT = "splight"

@@ -6,14 +6,16 @@ every ``logger.info``; exporting inside the component's lifetime loses what it
 logged just before a SIGKILL, a segfault or an OOM kill, and cannot send a
 final status for a death it does not survive. Here, records sit in the
 kernel's socket buffer or in this process as soon as the component's channel
-wrote them (see :mod:`splight_runner.component.channel`), and the final status
+wrote them (see the bootstrap's ``splight_capture.channel``), and the final status
 is simply the pipeline's last record, to every exporter.
 
 The way through this module, in order:
 
 1. a listening Unix socket in the runner's private state folder, made before
    the child starts; every process of the component connects once;
-2. the *reader* thread accepts, reads length-prefixed ``marshal`` frames, and
+2. the *reader* thread accepts, checks each connection's hello (the channel's
+   format, ``splight_capture.wire``: a component side of another format is
+   named in one line and not read), reads length-prefixed frames, and
    puts them in the *intake*, bounded in bytes: it never waits on the
    pipeline, so a slow Engine never makes the component's writes back up;
    past the bound whole frames are dropped and counted;
@@ -32,7 +34,6 @@ The way through this module, in order:
 from __future__ import annotations
 
 import contextlib
-import marshal
 import os
 import selectors
 import socket
@@ -41,9 +42,9 @@ import time
 from collections import deque
 from typing import Any
 
-from splight_runner.diagnostics import say
+from splight_runner.bootstrap.splight_capture import wire
+from splight_runner.diagnostics import say, say_limited
 from splight_runner.pipeline.deadline import ExitDeadline
-from splight_runner.pipeline.flat import FRAME_HEADER, frame_size, records_in
 
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
@@ -52,11 +53,13 @@ _EOF_GRACE = 0.3
 
 
 class _Connection:
-    __slots__ = ("buffer", "sock")
+    __slots__ = ("buffer", "greeted", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
+        #: The hello was read and its format is this runner's: what follows are frames.
+        self.greeted = False
 
 
 class PipelineHost:
@@ -173,32 +176,57 @@ class PipelineHost:
         buffer = connection.buffer
         buffer += data
         offset = 0
-        while len(buffer) - offset >= FRAME_HEADER:
-            size = frame_size(buffer[offset : offset + FRAME_HEADER])
+        if not connection.greeted:
+            offset = self._greet(connection)
+            if offset <= 0:
+                return
+        while len(buffer) - offset >= wire.FRAME_HEADER:
+            size = wire.frame_size(buffer[offset : offset + wire.FRAME_HEADER])
             if size > MAX_FRAME:
                 say("a component process sent a malformed record stream; its connection is closed")
                 self._close(connection)
                 return
-            end = offset + FRAME_HEADER + size
+            end = offset + wire.FRAME_HEADER + size
             if len(buffer) < end:
                 break
-            self._take_frame(bytes(buffer[offset + FRAME_HEADER : end]))
+            self._take_frame(bytes(buffer[offset + wire.FRAME_HEADER : end]))
             offset = end
         if offset:
             del buffer[:offset]
 
+    def _greet(self, connection: _Connection) -> int:
+        """The length of the connection's hello once it is whole; 0 while it is not; -1: not our format.
+
+        A component side of another format (another splight-runner's bootstrap on the
+        component's ``PYTHONPATH``) is said in one line and its connection closed: its
+        bytes are never read as records.
+        """
+        buffer = connection.buffer
+        if len(buffer) < wire.HELLO_FIXED:
+            return 0
+        try:
+            size = wire.hello_size(bytes(buffer[: wire.HELLO_FIXED]))
+        except wire.HelloError as error:
+            say_limited("channel-format", f"a component process connected but its records are not read: {error}")
+            self._close(connection)
+            return -1
+        if len(buffer) < size:
+            return 0
+        connection.greeted = True
+        return size
+
     def _take_frame(self, frame: bytes) -> None:
         try:
-            items = marshal.loads(frame)
-        except Exception:
-            say("a component process sent a frame that cannot be read; it is skipped")
-            return
-        if not isinstance(items, list):
+            items = wire.decode(frame)
+        except ValueError as error:
+            say_limited(
+                "unreadable-frame", f"a component process sent a frame that cannot be read; it is skipped ({error})"
+            )
             return
         size = len(frame)
         with self._intake_ready:
             if self._fed_to_the_end or self._intake_bytes + size > self._max_intake:
-                self._count_drop(records_in(items))
+                self._count_drop(wire.records_in(items))
                 return
             self._intake.append((items, size))
             self._intake_bytes += size
@@ -245,7 +273,7 @@ class PipelineHost:
                     with self._feed_lock, self._intake_lock:
                         if self._fed_to_the_end:
                             return  # finish() counted this batch
-                        self._count_drop(records_in(items))  # in the exit line launch says without a pipeline
+                        self._count_drop(wire.records_in(items))  # in the exit line launch says without a pipeline
                         self._in_hand = []
                     continue
                 for index, item in enumerate(items):
@@ -256,7 +284,7 @@ class PipelineHost:
                         self._in_hand_next = index + 1
                         if not room:
                             with self._intake_lock:
-                                self._count_drop(records_in((item,)))
+                                self._count_drop(wire.records_in((item,)))
                             continue
                         try:
                             pipeline.emit(item)
@@ -301,8 +329,8 @@ class PipelineHost:
         # and ``dropped`` is final for the exit report.
         with self._feed_lock, self._intake_ready:
             self._fed_to_the_end = True
-            left = sum(records_in(items) for items, _ in self._intake)
-            left += records_in(self._in_hand[self._in_hand_next :])
+            left = sum(wire.records_in(items) for items, _ in self._intake)
+            left += wire.records_in(self._in_hand[self._in_hand_next :])
             self._intake.clear()
             self._intake_bytes = 0
             self._in_hand = []

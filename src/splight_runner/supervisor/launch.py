@@ -14,6 +14,7 @@ not get it twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,15 +26,21 @@ from typing import Any, NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
-from splight_runner.settings import DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_STOP_GRACE, DeliverySettings, EngineSettings
+from splight_runner.settings import (
+    DEFAULT_EXPORT_TIMEOUT_MS,
+    DEFAULT_STOP_GRACE,
+    DeliverySettings,
+    EngineSettings,
+    apply_distro_defaults,
+)
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), not kill(2)
 
-#: The folder put first on the component's PYTHONPATH: it holds only the bootstrap ``sitecustomize``.
-#: A path, not an import: the supervisor never imports the component side.
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "component", "_bootstrap")
+#: The folder put first on the component's PYTHONPATH: the bootstrap ``sitecustomize`` and its
+#: standard-library-only package ``splight_capture``, nothing else (never the runner's site-packages).
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap")
 
 
 class PipelineSpec(NamedTuple):
@@ -63,9 +70,22 @@ class Launch(NamedTuple):
     stop_grace: float = DEFAULT_STOP_GRACE
 
 
-def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], channel: str | None) -> dict[str, str]:
+def child_environment(
+    base: Mapping[str, str],
+    overrides: Mapping[str, str],
+    channel: str | None,
+    resource: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The component's environment: the bootstrap first on ``PYTHONPATH``, the channel, the distro's defaults.
+
+    ``resource`` (the component's resource attributes) is handed over for the spans the
+    component's own SDK exports, so that they and the records carry the same resource.
+    """
     env = dict(base)
     env.update(overrides)
+    apply_distro_defaults(env)
+    if resource is not None:
+        env[names.SPLIGHT_RUNNER_RESOURCE] = json.dumps(dict(resource))
     python_path = [p for p in env.get(names.PYTHONPATH, "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
     env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
@@ -74,7 +94,6 @@ def child_environment(base: Mapping[str, str], overrides: Mapping[str, str], cha
         env[names.SPLIGHT_RUNNER_CHANNEL] = channel
     else:
         env.pop(names.SPLIGHT_RUNNER_CHANNEL, None)
-    env.setdefault(names.OTEL_LOGS_EXPORTER, "splight")
     return env
 
 
@@ -90,6 +109,14 @@ def _remove_state_dir(state_dir: str) -> None:
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(state_dir, name))
         os.rmdir(state_dir)
+
+
+def _resource(spec: PipelineSpec | None) -> dict[str, Any] | None:
+    from splight_runner.pipeline.resource import resource_attributes
+
+    if spec is None:
+        return None
+    return resource_attributes(spec.process_id, spec.process_type)
 
 
 def build_pipeline(spec: PipelineSpec) -> Any:
@@ -205,7 +232,10 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
 
         host = PipelineHost(state_dir)
     env = child_environment(
-        os.environ if base_env is None else base_env, launch.env_overrides, host.path if host else None
+        os.environ if base_env is None else base_env,
+        launch.env_overrides,
+        host.path if host else None,
+        resource=_resource(launch.pipeline),
     )
     pid1 = os.getpid() == 1
     try:

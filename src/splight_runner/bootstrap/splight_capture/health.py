@@ -2,11 +2,8 @@
 
 The bootstrap runs before any component code and must not import splight-lib
 (importing it costs hundreds of milliseconds and would change the component's
-import order). So ``install`` only puts a tiny finder at the front of
-``sys.meta_path``; when, and only when, the component imports one of the
-modules that define the engine, the finder lets the regular finders locate the
-module, and patches the engine class right after the module body has run.
-Every other import costs one ``frozenset`` membership test.
+import order). So ``install`` only asks :mod:`.imports` to patch the engine
+class right after the component imports one of the modules that define it.
 
 What is patched, and why:
 
@@ -41,12 +38,12 @@ import contextlib
 import enum
 import functools
 import os
-import sys
 import threading
 import weakref
-from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
+
+from . import imports
 
 __all__ = ["install", "uninstall"]
 
@@ -64,7 +61,7 @@ _COMPOUND_METHODS = ("_task_fail_callback", "_task_fail_callbak")
 _lock = threading.RLock()
 _report: Callable[[str], None] | None = None
 _last: str | None = None
-_finder: _Finder | None = None
+_watching = False
 _patched: weakref.WeakSet[type] = weakref.WeakSet()
 _local = threading.local()
 
@@ -86,16 +83,14 @@ def install(report: Callable[[str], None]) -> None:
     splight_lib is imported before or after install(): modules already in
     ``sys.modules`` are patched now, the others when they are imported.
     """
-    global _report, _finder
+    global _report, _watching
     with _lock:
         _report = report
-        if _finder is None:
-            _finder = _Finder()
-            sys.meta_path.insert(0, _finder)
-    for name in _TARGETS:
-        module = sys.modules.get(name)
-        if module is not None:
-            _patch_module(module)
+        watch = not _watching
+        _watching = True
+    if watch:
+        for name in _TARGETS:
+            imports.after_import(name, _patch_module)
 
 
 def uninstall() -> None:
@@ -105,12 +100,10 @@ def uninstall() -> None:
     class while engines may be running in other threads is riskier than an
     inert hook.
     """
-    global _report, _finder, _last
+    global _report, _watching, _last
+    imports.forget(_patch_module)
     with _lock:
-        if _finder is not None:
-            with contextlib.suppress(ValueError):
-                sys.meta_path.remove(_finder)
-        _finder = None
+        _watching = False
         _report = None
         _last = None
 
@@ -332,67 +325,3 @@ def _patch_module(module: ModuleType) -> None:
                 patch(cls)
     except Exception:
         pass
-
-
-class _Finder:
-    """``sys.meta_path`` entry that hands the target modules to a patching loader.
-
-    It never finds anything itself: it asks the finders after it, exactly as
-    the import system would, and only wraps the loader of what they return.
-    """
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname not in _TARGETS:
-            return None
-        try:
-            return self._find(fullname, path, target)
-        except Exception:
-            return None
-
-    def _find(self, fullname: str, path: Any, target: Any) -> Any:
-        meta_path = sys.meta_path
-        try:
-            rest = meta_path[meta_path.index(self) + 1 :]
-        except ValueError:
-            return None
-        for finder in rest:
-            find_spec = getattr(finder, "find_spec", None)
-            if find_spec is None:
-                continue
-            spec = find_spec(fullname, path, target)
-            if spec is None:
-                continue
-            loader = spec.loader
-            if loader is not None and hasattr(loader, "exec_module"):
-                spec.loader = _PatchingLoader(loader, spec)
-            return spec
-        return None
-
-
-class _PatchingLoader:
-    """Delegates to the real loader and patches the module once it has executed.
-
-    Before the module body runs, ``__spec__.loader`` and ``__loader__`` are
-    put back to the real loader, so the module (and anyone inspecting it later)
-    never sees this object.
-    """
-
-    def __init__(self, loader: Any, spec: Any) -> None:
-        self._loader = loader
-        self._spec = spec
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        loader = self._loader
-        try:
-            self._spec.loader = loader
-            module.__loader__ = loader
-        except Exception:
-            pass
-        loader.exec_module(module)
-        _patch_module(module)

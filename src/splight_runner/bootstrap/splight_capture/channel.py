@@ -9,7 +9,7 @@ process keeps each stream whole; the supervisor reads all of them.
 
 Why batches on the caller's thread and a short timer: a ``logger.info`` on the
 component's thread only appends a tuple to a deque. The 256th record of a burst
-marshals the batch and writes it (a few microseconds per batch, once per 256
+encodes the batch (:mod:`.wire`) and writes it (a few microseconds per batch, once per 256
 records); a daemon thread writes a partial batch every
 :data:`FLUSH_INTERVAL` seconds, so what the component logged is in the kernel's
 socket buffer — where the component's SIGKILL, segfault or OOM kill cannot
@@ -33,18 +33,20 @@ the channel opens a new connection without touching the old number.
 from __future__ import annotations
 
 import contextlib
-import marshal
 import os
+import pickle
 import select
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from itertools import islice
 from typing import Any
 
-from splight_runner.diagnostics import say_once
-from splight_runner.pipeline.flat import DROPPED, FRAME_HEADER, frame_header
+from . import wire
+from .values import plain_value
+from .voice import say_once
 
 #: Seconds between writes of a partial batch.
 FLUSH_INTERVAL = 0.02
@@ -133,26 +135,26 @@ class Channel:
         items = self.items
         count = len(items)
         if self._dropped and self._sock is not None and self.pending_bytes < self._max_pending:
-            self._append_frame([(DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
+            self._append_frame([(wire.DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
             self._dropped = 0
         if not count:
             return
         popleft = items.popleft
         batch = [popleft() for _ in range(count)]
         try:
-            data = marshal.dumps(batch)
-        except ValueError:
-            data = _marshal_each(batch)
+            data = wire.encode(batch)
+        except (pickle.PicklingError, RecursionError):
+            data = _encode_each(batch)
         self._append_frame_bytes(data, len(batch))
 
     def _append_frame(self, batch: list[tuple[Any, ...]], count: int) -> None:
-        self._append_frame_bytes(marshal.dumps(batch), count)
+        self._append_frame_bytes(wire.encode(batch), count)
 
     def _append_frame_bytes(self, data: bytes, count: int) -> None:
-        if self._sock is None or self.pending_bytes + len(data) + FRAME_HEADER > self._max_pending:
+        if self._sock is None or self.pending_bytes + len(data) + wire.FRAME_HEADER > self._max_pending:
             self._drop(count)
             return
-        frame = frame_header(len(data)) + data
+        frame = wire.frame_header(len(data)) + data
         self._frames.append((frame, count))
         self.pending_bytes += len(frame)
 
@@ -244,6 +246,13 @@ class Channel:
             sock.close()
             say_once(f"cannot reach the runner at {self._path} ({error.strerror or error}); records are dropped")
             return
+        try:
+            # The format first, whole: the connection is new, its buffer empty, the hello a few bytes.
+            sock.sendall(wire.hello(f"pid {os.getpid()}, Python {sys.version.split()[0]}"))
+        except OSError as error:
+            sock.close()
+            say_once(f"cannot reach the runner at {self._path} ({error.strerror or error}); records are dropped")
+            return
         sock.setblocking(False)
         self._sock = sock
         self._fd_identity = _identity(sock.fileno())
@@ -292,15 +301,13 @@ class Channel:
         self._start_thread()
 
 
-def _marshal_each(batch: list[tuple[Any, ...]]) -> bytes:
-    """A batch with a record ``marshal`` refused: that record is kept as plain text, the others as they are."""
-    from splight_runner.pipeline.flat import plain_value
-
+def _encode_each(batch: list[tuple[Any, ...]]) -> bytes:
+    """A batch with a record :func:`.wire.encode` refused: that record's fields go as plain values."""
     fixed = []
     for item in batch:
         try:
-            marshal.dumps(item)
-        except ValueError:
+            wire.encode([item])
+        except (pickle.PicklingError, RecursionError):
             item = tuple(plain_value(value) for value in item)
         fixed.append(item)
-    return marshal.dumps(fixed)
+    return wire.encode(fixed)

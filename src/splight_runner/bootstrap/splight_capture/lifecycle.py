@@ -27,8 +27,7 @@ import sys
 import threading
 from typing import Any, Protocol
 
-from splight_runner.diagnostics import say
-from splight_runner.engine import records
+from .voice import say
 
 
 class Ending(Protocol):
@@ -38,14 +37,11 @@ class Ending(Protocol):
 
 
 class ExitWatch:
-    """How this process is ending, as far as it can tell from the inside."""
+    """How this process is ending, as far as it can tell from the inside (its status is the pipeline's rule)."""
 
     def __init__(self) -> None:
         self.code = 0
         self.stopped = False
-
-    def ending(self) -> str:
-        return records.exit_status(self.code, self.stopped)
 
     def note_exit(self, code: Any) -> None:
         if code is None:

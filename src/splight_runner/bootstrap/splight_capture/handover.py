@@ -1,0 +1,38 @@
+"""How a supervised component process ends: it hands over what it still holds.
+
+The runner hosts the pipeline and owes the final status, so ending here is only
+writing what the channel still holds (the runner reads it even after this
+process is gone) and flushing the spans the component's own SDK exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from .channel import Channel
+from .lifecycle import ExitWatch
+
+#: At most this long for the runner to read what the channel still holds at exit.
+HAND_OVER_TIMEOUT = 2.0
+
+
+def flush_spans(tracer_provider: Any, timeout: float) -> None:
+    if tracer_provider is None:
+        return
+    with contextlib.suppress(Exception):
+        tracer_provider.force_flush(int(max(0.0, timeout) * 1000))
+
+
+class HandOver:
+    def __init__(self, channel: Channel, *, tracer_provider: Any = None, export_timeout: float) -> None:
+        self.channel = channel
+        self.tracer_provider = tracer_provider
+        self.export_timeout = export_timeout
+
+    def shutdown(self, watch: ExitWatch | None) -> None:
+        self.channel.close(timeout=min(HAND_OVER_TIMEOUT, self.export_timeout))
+        flush_spans(self.tracer_provider, self.export_timeout)
+
+    def after_fork_in_child(self) -> None:
+        self.channel.after_fork_in_child()
