@@ -199,7 +199,7 @@ def _wall_cpu(argv: list[str], env: dict[str, str], cwd: Path, repeats: int = RE
 _PHASES = r"""
 import atexit, json, sys, time
 t0 = time.perf_counter()
-from splight_runner.component.startup import start
+from splight_runner.bootstrap.splight_capture.startup import start
 t1 = time.perf_counter()
 start()
 t2 = time.perf_counter()
@@ -207,7 +207,7 @@ modules = len(sys.modules)
 otel = sum(1 for name in sys.modules if name.startswith("opentelemetry"))
 def _end():
     t3 = time.perf_counter()
-    from splight_runner.component import lifecycle
+    from splight_runner.bootstrap.splight_capture import lifecycle
     lifecycle._shutdown_current()
     t4 = time.perf_counter()
     print(json.dumps({"import": t1 - t0, "start": t2 - t1, "shutdown": t4 - t3, "modules": modules, "otel": otel}),
@@ -263,7 +263,7 @@ def _startup(engine_url: str, channel: str, tmp: Path) -> None:
             samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
         _say("  inside the component (median ms):")
         for key, label in (
-            ("import", "import splight_runner.component.startup"),
+            ("import", "import splight_runner.bootstrap.splight_capture.startup"),
             ("start", "start(): distro defaults, capture into the channel"),
             ("shutdown", "exit hand-over (Channel.close), nothing logged"),
         ):
@@ -355,8 +355,8 @@ def _profile(label: str, fn: Callable[[], int]) -> None:
 
 
 def records(engine_url: str, n: int) -> None:
-    from splight_runner.component import capture
-    from splight_runner.component.channel import BATCH
+    from splight_runner.bootstrap.splight_capture import capture
+    from splight_runner.bootstrap.splight_capture.channel import BATCH
     from splight_runner.pipeline.flat import frame_header
 
     _say(f"per record, in-process, best of {REPEATS} (µs of CPU per record, N={n:,}):")
@@ -444,7 +444,7 @@ def records(engine_url: str, n: int) -> None:
     _row("= CPU the runner adds per record in the component", component, f"(the component's own call: {plain_us:.2f})")
 
     with _stage("check: real Channel"):
-        from splight_runner.component.channel import Channel
+        from splight_runner.bootstrap.splight_capture.channel import Channel
 
         with _listening_channel() as path, _hooks_restored():
             channel = Channel(path)

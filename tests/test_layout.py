@@ -3,14 +3,22 @@
 Every module under ``src/splight_runner`` is parsed with ``ast`` (imports inside
 functions included) and its imports are held against the rules of the layout:
 
-* ``component/`` runs inside the component's process: it imports only the
-  standard library, OpenTelemetry, ``engine``, ``pipeline``, ``settings``,
+* ``bootstrap/`` is what the runner puts on the component's PYTHONPATH: the
+  ``sitecustomize`` and its package ``splight_capture``, nothing else. It imports
+  only the standard library and itself (OpenTelemetry only inside functions, from
+  the component's own environment, in ``otel`` and ``instrumentation``), never
+  ``splight_runner``; every other part of the runner may import it (the shared
+  definitions live there), never the other way round;
+* ``component/`` runs inside the component's process under
+  ``opentelemetry-instrument``: it imports only the standard library,
+  OpenTelemetry, ``bootstrap``, ``engine``, ``pipeline``, ``settings``,
   ``environment``, ``diagnostics``, the top package (``__version__``) and itself;
 * ``engine/`` (the Engine protocol) imports no process side, nor ``pipeline``;
 * ``pipeline/`` imports no process side;
 * no import cycle between the runner's modules at import time;
 * every ``__init__.py`` but the top one is empty (start-up is measured);
-* the bootstrap folder, put on the component's PYTHONPATH, holds only ``sitecustomize.py``.
+* the bootstrap, loaded by a CPython started with no site-packages at all, leaves only
+  standard-library modules and its own in ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ FORBIDDEN = {
 }
 #: Everything the component side may import from the runner.
 COMPONENT_MAY_IMPORT = (
+    f"{PACKAGE}.bootstrap",
     f"{PACKAGE}.component",
     f"{PACKAGE}.engine",
     f"{PACKAGE}.pipeline",
@@ -128,7 +137,14 @@ def _top(name: str) -> str:
 
 
 def test_the_layout_is_where_the_test_looks() -> None:
-    for expected in ("cli", "engine.client", "pipeline.exporter", "component.distro", "supervisor.launch"):
+    for expected in (
+        "cli",
+        "engine.client",
+        "pipeline.exporter",
+        "component.distro",
+        "supervisor.launch",
+        "bootstrap.splight_capture.wire",
+    ):
         assert f"{PACKAGE}.{expected}" in MODULES
     assert len(MODULES) >= 30
 
@@ -209,6 +225,80 @@ def test_package_init_files_are_empty() -> None:
     assert not_empty == []
 
 
-def test_the_bootstrap_folder_holds_only_sitecustomize() -> None:
-    folder = ROOT / "component" / "_bootstrap"
-    assert sorted(p.name for p in folder.iterdir() if p.name != "__pycache__") == ["sitecustomize.py"]
+BOOTSTRAP = ROOT / "bootstrap"
+CAPTURE = f"{PACKAGE}.bootstrap.splight_capture"
+#: Bootstrap modules that may use the component's own OpenTelemetry, inside functions only.
+_OTEL_USERS = (f"{CAPTURE}.otel", f"{CAPTURE}.instrumentation")
+
+
+def test_the_bootstrap_folder_holds_only_sitecustomize_and_the_capture_package() -> None:
+    top = sorted(p.name for p in BOOTSTRAP.iterdir() if p.name != "__pycache__")
+    assert top == ["sitecustomize.py", "splight_capture"]
+    inside = sorted(p.name for p in (BOOTSTRAP / "splight_capture").iterdir() if p.name != "__pycache__")
+    assert all(name.endswith(".py") for name in inside), inside
+
+
+def test_the_bootstrap_imports_only_the_standard_library_and_itself() -> None:
+    stdlib = sys.stdlib_module_names
+    problems = []
+    for name in MODULES:
+        if not _within(name, f"{PACKAGE}.bootstrap"):
+            continue
+        at_import = imports_of(name, module_level_only=True)
+        for imported in sorted(imports_of(name)):
+            if _top(imported) in stdlib or imported == "__future__" or _within(imported, CAPTURE):
+                continue
+            if _within(imported, "splight_capture"):  # the sitecustomize loads its package under that name
+                continue
+            if _top(imported) == "opentelemetry" and name in _OTEL_USERS and imported not in at_import:
+                continue
+            problems.append(f"{name} imports {imported}")
+    assert problems == []
+
+
+def test_nothing_but_the_bootstrap_is_imported_by_the_bootstrap() -> None:
+    """The shared definitions live in the bootstrap: the runner imports them, never the other way round."""
+    importers = {
+        name
+        for name in MODULES
+        if not _within(name, f"{PACKAGE}.bootstrap")
+        for imported in imports_of(name)
+        if _within(imported, f"{PACKAGE}.bootstrap")
+    }
+    assert {f"{PACKAGE}.pipeline.flat", f"{PACKAGE}.supervisor.host"} <= importers
+
+
+_STDLIB_ONLY_PROBE = """
+import importlib.util, os, sys
+folder = os.path.join(sys.argv[1], "splight_capture")
+spec = importlib.util.spec_from_file_location(
+    "splight_capture", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+package = importlib.util.module_from_spec(spec)
+sys.modules["splight_capture"] = package
+spec.loader.exec_module(package)
+before = set(sys.modules)
+import importlib
+for file in sorted(os.listdir(folder)):
+    if file.endswith(".py") and file != "__init__.py":
+        importlib.import_module("splight_capture." + file[:-3])
+stdlib = sys.stdlib_module_names
+print(" ".join(sorted(
+    name for name in set(sys.modules) - before
+    if name.partition(".")[0] not in stdlib and not name.startswith("splight_capture")
+)))
+"""
+
+
+def test_the_bootstrap_runs_with_no_site_packages_at_all(tmp_path) -> None:
+    """A CPython started with ``-S -I`` (no site-packages, no user site, no PYTHONPATH) loads every module."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", _STDLIB_ONLY_PROBE, str(BOOTSTRAP)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

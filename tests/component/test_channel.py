@@ -1,25 +1,25 @@
-"""component.channel: what the component's process writes to the supervisor, tested against a real socket."""
+"""The bootstrap's channel: what the component's process writes to the supervisor, tested against a real socket."""
 
 from __future__ import annotations
 
-import marshal
 import os
 import socket
 import time
 
-from splight_runner.component.channel import Channel
-from splight_runner.pipeline import flat
+from splight_runner.bootstrap.splight_capture import wire
+from splight_runner.bootstrap.splight_capture.channel import Channel
 
 
 def _frames(data: bytes) -> list[list[tuple]]:
-    """Every whole frame of a stream; fails if the stream does not start at a frame boundary."""
-    frames, offset = [], 0
-    while len(data) - offset >= 4:
-        size = int.from_bytes(data[offset : offset + 4], "little")
-        if len(data) - offset - 4 < size:
+    """Every whole frame of a connection's stream, after its hello; fails if the stream is not whole frames."""
+    offset = wire.hello_size(data[: wire.HELLO_FIXED])
+    frames = []
+    while len(data) - offset >= wire.FRAME_HEADER:
+        size = wire.frame_size(data[offset : offset + wire.FRAME_HEADER])
+        if len(data) - offset - wire.FRAME_HEADER < size:
             break
-        frames.append(marshal.loads(data[offset + 4 : offset + 4 + size]))
-        offset += 4 + size
+        frames.append(wire.decode(data[offset + wire.FRAME_HEADER : offset + wire.FRAME_HEADER + size]))
+        offset += wire.FRAME_HEADER + size
     return frames
 
 
@@ -38,7 +38,7 @@ def _read_all(conn: socket.socket, quiet: float = 0.3) -> bytes:
 
 
 def _item(text: str) -> tuple:
-    return (flat.LOG, "app", 20, "INFO", text, "/x/main.py", 1, "f", time.time(), None, None, None, 0, 0, 0)
+    return (wire.LOG, "app", 20, "INFO", text, "/x/main.py", 1, "f", time.time(), None, None, None, 0, 0, 0)
 
 
 def test_a_frame_begun_on_a_reused_descriptor_is_not_resumed_on_the_new_connection(tmp_path):
@@ -63,8 +63,8 @@ def test_a_frame_begun_on_a_reused_descriptor_is_not_resumed_on_the_new_connecti
         received = _frames(_read_all(second))
         items = [item for frame in received for item in frame]
         # The new stream starts at a frame boundary: the next record arrives, the cut one is reported dropped.
-        assert [item[4] for item in items if item[0] == flat.LOG] == ["after"]
-        assert [item[1] for item in items if item[0] == flat.DROPPED] == [1]
+        assert [item[4] for item in items if item[0] == wire.LOG] == ["after"]
+        assert [item[1] for item in items if item[0] == wire.DROPPED] == [1]
     finally:
         server.close()
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import marshal
 
-from splight_runner.component.capture import flattener
-from splight_runner.pipeline import flat
+from splight_runner.bootstrap.splight_capture import wire
+from splight_runner.bootstrap.splight_capture.capture import flattener
+from splight_runner.pipeline.flat import FlatEmitter
 
 
 def _extras(record: logging.LogRecord) -> dict | None:
     item = flattener()(record)
-    assert item[0] == flat.LOG and len(item) == flat.LOG_FIELDS
-    assert marshal.loads(marshal.dumps(item)) == item  # what crosses to the supervisor
+    assert item[0] == wire.LOG and len(item) == wire.LOG_FIELDS
+    assert wire.decode(wire.encode([item])) == [item]  # what crosses to the supervisor
     return item[9]
 
 
@@ -72,7 +72,7 @@ def test_a_logger_per_request_does_not_grow_the_pipeline() -> None:
 
     provider = LoggerProvider(shutdown_on_exit=False)
     provider.add_log_record_processor(Discard())
-    emitter = flat.FlatEmitter(provider)
+    emitter = FlatEmitter(provider)
     flatten = flattener()
     tracemalloc.start()
     for i in range(2_000):

@@ -32,7 +32,7 @@ COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 HARNESS = textwrap.dedent(
     """
     import os, runpy, sys, time
-    from splight_runner.component import health
+    from splight_runner.bootstrap.splight_capture import health
 
     _out = open(os.environ["HEALTH_STATUS_FILE"], "a", buffering=1)
 
@@ -223,7 +223,7 @@ def _python(code: str, home: Path, hooked: bool, **env: str) -> subprocess.Compl
         prelude = textwrap.dedent(
             """
             import os, time
-            from splight_runner.component import health
+            from splight_runner.bootstrap.splight_capture import health
             _out = open(os.environ["HEALTH_STATUS_FILE"], "a", buffering=1)
             health.install(lambda status: _out.write(status + "\\n"))
             """
@@ -322,7 +322,7 @@ def test_transitions_are_passed_through_deduplicated_and_coalesced(fake_lib: Pat
         tmp_path,
         """
         import importlib.machinery, sys
-        from splight_runner.component import health
+        from splight_runner.bootstrap.splight_capture import health
         seen = []
         health.install(seen.append)
         health.install(seen.append)
@@ -361,7 +361,7 @@ def test_import_before_install_and_failing_callback(fake_lib: Path, tmp_path: Pa
         tmp_path,
         """
         from splight_lib.execution import ExecutionEngine
-        from splight_runner.component import health
+        from splight_runner.bootstrap.splight_capture import health
 
         def broken(status):
             raise RuntimeError("callback failure must not reach the component")
@@ -385,7 +385,7 @@ def test_missing_target_module_fails_exactly_as_without_hook(fake_lib: Path, tmp
     (fake_lib / "splight_lib" / "execution" / "engine.py").unlink()
     (fake_lib / "splight_lib" / "execution" / "__init__.py").write_text("")
     code = """
-        from splight_runner.component import health
+        from splight_runner.bootstrap.splight_capture import health
         if HOOK:
             health.install(print)
         try:

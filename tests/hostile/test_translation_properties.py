@@ -1,8 +1,8 @@
 """Property: any record the stdlib can build becomes exactly one valid Engine record and one valid OTLP record.
 
 The whole translation, as it runs under ``run-component``: the capture hook's
-:func:`splight_runner.component.capture.flattener` on the component's side,
-``marshal`` across the channel, :class:`splight_runner.pipeline.flat.FlatEmitter`
+:func:`splight_runner.bootstrap.splight_capture.capture.flattener` on the component's side,
+the channel's format (``wire``), :class:`splight_runner.pipeline.flat.FlatEmitter`
 into a real SDK ``LoggerProvider`` on the supervisor's side, then
 :func:`splight_runner.engine.records.from_sdk` and
 :func:`splight_runner.engine.client.pack_records` for the Engine, and
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import marshal
 import sys
 from typing import Any
 
@@ -32,7 +31,8 @@ from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 
-from splight_runner.component.capture import flattener  # noqa: E402
+from splight_runner.bootstrap.splight_capture import wire  # noqa: E402
+from splight_runner.bootstrap.splight_capture.capture import flattener  # noqa: E402
 from splight_runner.dev_engine.server import validate_logs_payload  # noqa: E402
 from splight_runner.engine import records  # noqa: E402
 from splight_runner.engine.client import pack_records  # noqa: E402
@@ -173,7 +173,7 @@ def test_any_record_becomes_one_engine_record_and_one_otlp_record(pipeline, reco
     exporter.clear()
     flat = flattener()(record)
 
-    item = marshal.loads(marshal.dumps(flat))  # what crosses the channel to the supervisor
+    [item] = wire.decode(wire.encode([flat]))  # what crosses the channel to the supervisor
     emitter.emit(item)
     [readable] = exporter.get_finished_logs()
 
@@ -224,7 +224,7 @@ def _message_of(record: logging.LogRecord) -> str:
 def _translate(pipeline: Any, record: logging.LogRecord) -> tuple[dict[str, Any], Any]:
     emitter, exporter = pipeline
     exporter.clear()
-    emitter.emit(marshal.loads(marshal.dumps(flattener()(record))))
+    emitter.emit(wire.decode(wire.encode([flattener()(record)]))[0])
     [readable] = exporter.get_finished_logs()
     kind, engine_record = records.from_sdk(readable, "C1", "component")
     assert kind == "log"

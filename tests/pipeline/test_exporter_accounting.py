@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from splight_runner.component.capture import flattener
+from splight_runner.bootstrap.splight_capture.capture import flattener
 from splight_runner.dev_engine.server import DevEngine
 from splight_runner.engine import records
 from splight_runner.pipeline import exporter as exporter_module

@@ -165,7 +165,7 @@ class LogPipeline:
         self._ended = True
         final = records.final_status(self.last_status, exit_status) if self.sends_statuses else None
         if final is not None:
-            self.emitter.emit((STATUS, final, time.time_ns()))
+            self.emitter.emit_status(final, time.time_ns())
         if self.splight is not None:
             self.splight.final_flush(deadline)
         closer = threading.Thread(target=self._close_provider, name="splight-runner-shutdown", daemon=True)

@@ -16,6 +16,7 @@ fail because of us.
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import sys
 import threading
 from types import ModuleType
@@ -40,12 +41,17 @@ def after_import(name: str, function: Callable[[ModuleType], None]) -> None:
 
 
 def forget(function: Callable[[ModuleType], None]) -> None:
-    """Stop calling ``function`` (modules it already patched stay patched)."""
+    """Stop calling ``function`` (modules it already patched stay patched); the finder goes with the last."""
+    global _finder
     with _lock:
         for name in list(_watched):
             _watched[name] = [f for f in _watched[name] if f is not function]
             if not _watched[name]:
                 del _watched[name]
+        if not _watched and _finder is not None:
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(_finder)
+            _finder = None
 
 
 def _call(function: Callable[[ModuleType], None], module: ModuleType) -> None:
