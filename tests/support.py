@@ -178,3 +178,42 @@ def busy_machine() -> Iterator[None]:
             hog.kill()
         for hog in hogs:
             hog.wait()
+
+
+#: Every CPython the component side supports.
+COMPONENT_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def find_cpython(minor: str) -> str | None:
+    """The newest CPython ``minor`` (e.g. ``"3.8"``) on this machine: pyenv's, else ``python3.X`` on PATH."""
+    import shutil
+
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = sorted(
+        (p for p in root.glob(f"{minor}.*") if p.name.replace(".", "").isdigit()),
+        key=lambda p: [int(part) for part in p.name.split(".")],
+        reverse=True,
+    )
+    paths = [str(p / "bin" / f"python{minor}") for p in candidates]
+    on_path = shutil.which(f"python{minor}")
+    if on_path:
+        paths.append(on_path)
+    for path in paths:
+        try:
+            done = subprocess.run(
+                [path, "-c", "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0 and done.stdout.split() == ["cpython", minor]:
+            return path
+    return None
+
+
+def bare_venv(python: str, folder: Path) -> Path:
+    """A virtualenv of ``python`` with nothing installed in it (not even pip); its interpreter."""
+    subprocess.run([python, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True, timeout=120)
+    return folder / "bin" / "python"

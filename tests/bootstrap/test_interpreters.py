@@ -1,0 +1,88 @@
+"""The component side in every CPython 3.8-3.13, with nothing installed in it, under a runner on another one."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.support import (
+    COMPONENT_PYTHONS,
+    RUNNER,
+    bare_venv,
+    by_message,
+    engine_env,
+    find_cpython,
+    run_component,
+    write_component,
+)
+
+pytestmark = pytest.mark.component_facing
+
+COMPONENT = """
+    import logging, multiprocessing, os, subprocess, sys
+    logging.basicConfig(level=logging.INFO)
+    log = logging.getLogger("app")
+
+    def work(n):
+        logging.getLogger("worker").info("worker %d on %d.%d", n, *sys.version_info[:2])
+        return n
+
+    if __name__ == "__main__":
+        log.info("started on %d.%d", *sys.version_info[:2])
+        log.info("own path only: %s", not any("splight_runner" in entry for entry in sys.path))
+        log.warning("tagged", extra={"tags": {"asset": "a1"}})
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(work, [1, 2])
+        subprocess.run([sys.executable, "-c", "import logging; logging.getLogger('child').warning('from a child')"])
+        if len(sys.argv) > 3 and sys.argv[3] == "exit":
+            sys.exit("configuration is missing")
+        raise RuntimeError("the end")
+"""
+
+
+def _interpreter(minor: str, tmp_path: Path) -> Path:
+    python = find_cpython(minor)
+    if python is None:
+        pytest.skip(f"no CPython {minor} on this machine (pyenv or python{minor} on PATH)")
+    return bare_venv(python, tmp_path / f"venv-{minor}")
+
+
+@pytest.mark.parametrize("minor", COMPONENT_PYTHONS)
+def test_a_component_on_any_cpython_ships_everything(minor, dev_engine, tmp_path):
+    python = _interpreter(minor, tmp_path)
+    main = write_component(tmp_path / "app", COMPONENT)
+    env = engine_env(dev_engine, SPLIGHT_RUNNER_PYTHON=str(python))
+
+    run = run_component(main, env)
+
+    assert run.returncode == 1, run.stderr
+    assert "splight-runner" not in run.stderr, run.stderr  # nothing to say: it all worked
+    got = by_message(dev_engine.records)
+    assert got[f"started on {minor}"]["loglevel"] == "INFO"
+    assert got["own path only: True"]
+    assert got["tagged"]["tags"] == {"asset": "a1"}
+    assert {f"worker 1 on {minor}", f"worker 2 on {minor}", "from a child"} <= set(got)
+    [uncaught] = [r for r in dev_engine.records if r["loglevel"] == "CRITICAL"]
+    assert "RuntimeError: the end" in uncaught["traceback"]
+    assert dev_engine.statuses == [("C1", "Failed")]
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.13"])
+def test_python_names_the_interpreter_and_the_exit_passes_through(minor, dev_engine, tmp_path):
+    python = _interpreter(minor, tmp_path)
+    main = write_component(tmp_path / "app", COMPONENT)
+    env = engine_env(dev_engine)
+
+    done = subprocess.run(
+        [*RUNNER, "run-component", str(main), "--component-id=C1", "--python", str(python), "--", "exit"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert done.returncode == 1
+    assert "configuration is missing" in done.stderr
+    assert f"started on {minor}" in by_message(dev_engine.records)
+    assert dev_engine.statuses == [("C1", "Failed")]
