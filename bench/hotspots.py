@@ -14,8 +14,8 @@ not*. Three parts:
 * ``--records``: in-process micro-benchmarks of each stage a record goes
   through, in µs per record of CPU, in the two processes it crosses. In the
   component: the capture hook on the caller's thread (into a sink that drops
-  each batch of 256), then ``marshal.dumps`` of the 256-record batch and its
-  send on a socketpair. In the supervisor: ``marshal.loads`` of the frame,
+  each batch of 256), then ``wire.encode`` of the 256-record batch and its
+  send on a socketpair. In the supervisor: ``wire.decode`` of the frame,
   ``FlatEmitter.emit`` (→ SDK record) on a real ``LoggerProvider``, the Splight
   processor's queue, ``engine.records.from_sdk``, ``pack_records``, the POST;
   then the dev-engine's own ingest and the gateway's decode and plan. A check
@@ -39,7 +39,6 @@ import cProfile
 import io
 import json
 import logging
-import marshal
 import os
 import pstats
 import re
@@ -355,9 +354,8 @@ def _profile(label: str, fn: Callable[[], int]) -> None:
 
 
 def records(engine_url: str, n: int) -> None:
-    from splight_runner.bootstrap.splight_capture import capture
+    from splight_runner.bootstrap.splight_capture import capture, wire
     from splight_runner.bootstrap.splight_capture.channel import BATCH
-    from splight_runner.pipeline.flat import frame_header
 
     _say(f"per record, in-process, best of {REPEATS} (µs of CPU per record, N={n:,}):")
     #: (label, µs, the function timed): the heaviest gets a cProfile at the end.
@@ -413,14 +411,14 @@ def records(engine_url: str, n: int) -> None:
     frames: list[bytes] = []
 
     def dumps() -> int:
-        frames[:] = [marshal.dumps(batch) for batch in batches]
+        frames[:] = [wire.encode(batch) for batch in batches]
         return len(items)
 
-    with _stage("marshal.dumps"):
+    with _stage("wire.encode"):
         us = _cpu_us(dumps)
         size = sum(len(frame) for frame in frames) / max(1, len(items))
-        _row(f"marshal.dumps, batches of {BATCH}", us, f"({size:.0f} B/record)")
-        stages.append(("component: marshal.dumps of the batches", us, dumps))
+        _row(f"wire.encode (pickle 4), batches of {BATCH}", us, f"({size:.0f} B/record)")
+        stages.append(("component: wire.encode of the batches", us, dumps))
 
     with _stage("socketpair send"):
         sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -428,8 +426,8 @@ def records(engine_url: str, n: int) -> None:
 
         def send() -> int:
             for batch in batches:
-                data = marshal.dumps(batch)
-                sender.sendall(frame_header(len(data)) + data)
+                data = wire.encode(batch)
+                sender.sendall(wire.frame_header(len(data)) + data)
             return len(items)
 
         try:
@@ -439,8 +437,8 @@ def records(engine_url: str, n: int) -> None:
             received()
             receiver.close()
         component += us
-        _row("marshal.dumps + framed send on a socketpair", us)
-        stages.append(("component: marshal.dumps + socketpair send", us, send))
+        _row("wire.encode + framed send on a socketpair", us)
+        stages.append(("component: wire.encode + socketpair send", us, send))
     _row("= CPU the runner adds per record in the component", component, f"(the component's own call: {plain_us:.2f})")
 
     with _stage("check: real Channel"):
@@ -473,6 +471,7 @@ def _supervisor(
     from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
+    from splight_runner.bootstrap.splight_capture import wire
     from splight_runner.engine import records as translation
     from splight_runner.engine.client import EngineClient, pack_records
     from splight_runner.pipeline.exporter import SplightLogExporter
@@ -487,14 +486,14 @@ def _supervisor(
     items: list[Any] = []
 
     def loads() -> int:
-        items[:] = [item for frame in frames for item in marshal.loads(frame)]
+        items[:] = [item for frame in frames for item in wire.decode(frame)]
         return len(items)
 
-    with _stage("marshal.loads"):
+    with _stage("wire.decode"):
         us = _cpu_us(loads)
         total += us
-        _row("reader: marshal.loads of the frames", us)
-        stages.append(("supervisor: marshal.loads", us, loads))
+        _row("reader: wire.decode of the frames (restricted unpickler)", us)
+        stages.append(("supervisor: wire.decode", us, loads))
 
     class Queue(LogRecordProcessor):
         """Only queues, as the Splight processor's on_emit does (timed apart below)."""

@@ -19,7 +19,7 @@ from tests.support import RUNNER, by_message, engine_env, run_component, write_c
 
 from splight_runner.bootstrap.splight_capture import wire
 
-pytestmark = [pytest.mark.component_facing, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # once, from the runner of .venv: it is about the component's interpreters
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "splight-runner" / "test-venvs"
 
