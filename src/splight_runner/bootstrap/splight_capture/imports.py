@@ -16,7 +16,6 @@ fail because of us.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import sys
 import threading
 from types import ModuleType
