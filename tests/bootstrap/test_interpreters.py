@@ -86,3 +86,41 @@ def test_python_names_the_interpreter_and_the_exit_passes_through(minor, dev_eng
     assert "configuration is missing" in done.stderr
     assert f"started on {minor}" in by_message(dev_engine.records)
     assert dev_engine.statuses == [("C1", "Failed")]
+
+
+ENDINGS = """
+    import logging, os, signal, sys, time
+    logging.basicConfig(level=logging.INFO)
+    log = logging.getLogger("app")
+    log.info("last words on %d.%d", *sys.version_info[:2])
+    how = sys.argv[3]
+    if how == "os._exit":
+        os._exit(3)
+    if how == "sigterm":
+        print("ready", flush=True)
+        time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.9"])
+@pytest.mark.parametrize(("how", "code", "status"), [("os._exit", 3, "Failed"), ("sigterm", 143, "Stopped")])
+def test_every_exit_path_hands_over_on_the_oldest_cpythons(minor, how, code, status, dev_engine, tmp_path):
+    import signal
+
+    python = _interpreter(minor, tmp_path)
+    main = write_component(tmp_path / "app", ENDINGS)
+    runner = subprocess.Popen(
+        [*RUNNER, "run-component", str(main), "--component-id=C1", "--python", str(python), "--", how],
+        env=engine_env(dev_engine),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if how == "sigterm":
+        assert runner.stdout.readline().strip() == "ready"
+        runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=60)
+
+    assert runner.returncode == code, err
+    assert f"last words on {minor}" in by_message(dev_engine.records)
+    assert dev_engine.statuses == [("C1", status)]
