@@ -142,6 +142,15 @@ attributes as JSON (``splight.component.id``, ``splight.process.type``, the
 records the runner exports carry the same resource. Default: unset.
 """
 
+SPLIGHT_RUNNER_STATE = _component.SPLIGHT_RUNNER_STATE
+"""
+.. envvar:: SPLIGHT_RUNNER_STATE
+
+Set by the supervisor: its private folder, where the component's top process
+keeps the tail of its stderr and its fatal-error stack for the runner's
+how-it-ended record. Default: unset.
+"""
+
 SPLIGHT_RUNNER_PYTHON = "SPLIGHT_RUNNER_PYTHON"
 """
 .. envvar:: SPLIGHT_RUNNER_PYTHON

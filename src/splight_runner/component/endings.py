@@ -45,6 +45,14 @@ class InProcess:
         self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped + never_fed)
         flush_spans(self.tracer_provider, give_up_at - time.monotonic())
 
+    def before_exec(self) -> None:
+        """What capture holds goes into the pipeline and out, within the export timeout: the new image
+        starts with an empty one (and, being the same process, still owes the final status)."""
+        give_up_at = time.monotonic() + self.export_timeout
+        self.intake.flush(give_up_at - time.monotonic())
+        self.pipeline.flush(give_up_at)
+        flush_spans(self.tracer_provider, give_up_at - time.monotonic())
+
     def after_fork_in_child(self) -> None:
         self.owes_final_status = False  # a forked child is not the component: its end is not the component's
         self.intake.after_fork_in_child()

@@ -12,6 +12,7 @@ the end about records that could not be delivered.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,8 @@ from typing import Any
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from splight_runner.bootstrap.splight_capture.wire import DROPPED, STATUS
+from splight_runner.bootstrap.splight_capture.capture import UNCAUGHT_LOGGER
+from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, STATUS
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import destination_label
@@ -98,6 +100,9 @@ class LogPipeline:
         self._ended = False
         #: Records dropped before they reached this pipeline (the component's channel, the intake).
         self.lost_upstream = 0
+        #: The traceback text of the last uncaught exception the component shipped (the runner's
+        #: how-it-ended record leaves it out of the stderr it attaches: the user reads it once).
+        self.uncaught_traceback: str | None = None
 
     # --- feeding -----------------------------------------------------------------
     def emit(self, item: tuple[Any, ...]) -> None:
@@ -107,6 +112,8 @@ class LogPipeline:
         if kind == DROPPED:
             self.report_drops(item[1], item[2], item[3])  # lost before this pipeline: counted like its own
             return
+        if kind == LOG and item[1] == UNCAUGHT_LOGGER and item[10]:
+            self.uncaught_traceback = item[10][2]
         self.emitter.emit(item)
 
     def has_room(self) -> bool:
@@ -152,8 +159,21 @@ class LogPipeline:
         return self.emitter.last_status
 
     # --- the end ---------------------------------------------------------------------
-    def end(self, exit_status: str | None, give_up_at: float | ExitDeadline, *, lost_before: int = 0) -> int:
-        """Final status (if owed) as the last record, one flush bounded by ``give_up_at``, the report.
+    def flush(self, give_up_at: float) -> None:
+        """Everything emitted so far out, waiting at most until ``give_up_at`` (before an exec)."""
+        with contextlib.suppress(Exception):
+            self.provider.force_flush(int(max(0.0, give_up_at - time.monotonic()) * 1000))
+
+    def end(
+        self,
+        exit_status: str | None,
+        give_up_at: float | ExitDeadline,
+        *,
+        lost_before: int = 0,
+        last_words: tuple[Any, ...] | None = None,
+    ) -> int:
+        """How it ended (``last_words``, a flat record, after an abnormal end), the final status (if
+        owed) as the last record, one flush bounded by ``give_up_at``, the report.
 
         ``give_up_at`` may be an :class:`ExitDeadline` that a stop signal brings
         forward while this runs. Returns the number of records that could not be
@@ -163,6 +183,8 @@ class LogPipeline:
         if self._ended:
             return 0
         self._ended = True
+        if last_words is not None:
+            self.emitter.emit(last_words)
         final = records.final_status(self.last_status, exit_status) if self.sends_statuses else None
         if final is not None:
             self.emitter.emit_status(final, time.time_ns())

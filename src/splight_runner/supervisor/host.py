@@ -37,6 +37,7 @@ import contextlib
 import os
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -95,6 +96,8 @@ class PipelineHost:
         self._in_hand: list[Any] = []
         self._in_hand_next = 0
         self._exit_deadline: ExitDeadline | None = None
+        #: Called with the pid of every process that connects (the OOM watch looks at its cgroup).
+        self.on_peer: Any = None
         self._reader = threading.Thread(target=self._read_loop, name="splight-runner-reader", daemon=True)
 
     def start(self) -> None:
@@ -158,6 +161,10 @@ class PipelineHost:
             except (BlockingIOError, OSError):
                 return
             sock.setblocking(False)
+            if self.on_peer is not None:
+                with contextlib.suppress(OSError, struct.error):
+                    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                    self.on_peer(pid)
             connection = _Connection(sock)
             self._connections[sock.fileno()] = connection
             self.connections_seen += 1

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ from splight_runner.settings import (
     EngineSettings,
     apply_distro_defaults,
 )
+from splight_runner.supervisor.ending import OomWatch, last_words, owes_last_words
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -237,6 +238,10 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
         host.path if host else None,
         resource=_resource(launch.pipeline),
     )
+    if host is not None:
+        env[names.SPLIGHT_RUNNER_STATE] = state_dir
+    oom = OomWatch()
+    oom.track(os.getpid())
     pid1 = os.getpid() == 1
     try:
         with _Signals() as signals:
@@ -246,7 +251,9 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
             signals.block()
+            oom.track(child.pid)
             if host is not None:
+                host.on_peer = oom.track
                 spec = launch.pipeline
                 _yield_to_the_component()
                 host.start()
@@ -307,7 +314,10 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                     give_up_at = min(give_up_at, stop_deadline - _REPORT_TIME)
                 deadline = ExitDeadline(give_up_at)
                 with _StopsDuringTheEnd(deadline, launch.stop_grace, stopped_before=stop_requested):
-                    _end_pipeline(host, returncode, stop_requested, deadline, launch.pipeline)
+                    words = None
+                    if owes_last_words(returncode, stop_requested):
+                        words = lambda shipped: last_words(returncode, state_dir, oom.killed(), shipped)  # noqa: E731
+                    _end_pipeline(host, returncode, stop_requested, deadline, launch.pipeline, words)
         return exit_code(returncode)
     finally:
         if host is not None:
@@ -357,7 +367,14 @@ class _StopsDuringTheEnd:
                 self._deadline.bring_forward(time.monotonic())
 
 
-def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: Any, spec: PipelineSpec) -> None:
+def _end_pipeline(
+    host: Any,
+    returncode: int,
+    stop_requested: bool,
+    deadline: Any,
+    spec: PipelineSpec,
+    words: Callable[[str | None], tuple[Any, ...]] | None = None,
+) -> None:
     from splight_runner.engine.records import exit_status, final_status, sends_status
     from splight_runner.pipeline.accounting import destination_label
 
@@ -379,4 +396,5 @@ def _end_pipeline(host: Any, returncode: int, stop_requested: bool, deadline: An
                 "(the export pipeline was not ready)"
             )
         return
-    pipeline.end(exit_status(returncode, stop_requested), deadline, lost_before=host.dropped)
+    last = words(pipeline.uncaught_traceback) if words is not None else None
+    pipeline.end(exit_status(returncode, stop_requested), deadline, lost_before=host.dropped, last_words=last)

@@ -53,7 +53,8 @@ def _base_keys() -> int:
 
 
 _BASE = _base_keys()
-_UNCAUGHT_LOGGER = "splight_runner"
+#: The logger name of the record an uncaught exception becomes.
+UNCAUGHT_LOGGER = "splight_runner"
 _NO_SPAN = (0, 0, 0)
 
 
@@ -291,7 +292,7 @@ def uncaught_record(
     except Exception:
         text = unprintable(exc)
     return logging.LogRecord(
-        _UNCAUGHT_LOGGER,
+        UNCAUGHT_LOGGER,
         level,
         where.filename if where else "",
         (where.lineno or 0) if where else 0,

@@ -7,16 +7,20 @@ the bootstrap) must reach the same supervisor, and several processes writing
 one pipe interleave any write larger than ``PIPE_BUF``. A connection per
 process keeps each stream whole; the supervisor reads all of them.
 
-Why batches on the caller's thread and a short timer: a ``logger.info`` on the
-component's thread only appends a tuple to a deque. The 256th record of a burst
-encodes the batch (:mod:`.wire`) and writes it (a few microseconds per batch, once per 256
-records); a daemon thread writes a partial batch every
-:data:`FLUSH_INTERVAL` seconds, so what the component logged is in the kernel's
-socket buffer — where the component's SIGKILL, segfault or OOM kill cannot
-reach it — at most that long after the call. Child processes (pool workers,
+Why a record leaves at once when nothing else is pending, and batches only in
+a burst: a component usually logs rarely, and the record logged just before a
+crash (a segfault, the OOM killer, ``os._exit``) is the one people read. So the
+first record after a quiet moment is written by the caller's thread at once
+(one ``send``), straight into the kernel's socket buffer, where the component's
+death cannot reach it. That record starts a burst: until the channel has been
+quiet for a moment, a ``logger.info`` only appends a tuple to a deque; the
+256th record of the burst encodes the batch (:mod:`.wire`) and writes it (a few
+microseconds per batch), and the timer thread writes a partial batch every
+:data:`FLUSH_INTERVAL` seconds. When a pass of the timer finds nothing to
+write, the burst is over and the timer sleeps until the next one starts: an
+idle component has no thread waking up. Child processes (pool workers,
 spawned interpreters) write every record through at once: a pool's
-``terminate()`` kills its workers right after their last task returns, with no
-time for a timer.
+``terminate()`` kills its workers right after their last task returns.
 
 A slow, stopped or dead supervisor never blocks a logging call: the socket is
 non-blocking; bytes it does not take wait in a buffer of at most
@@ -77,8 +81,9 @@ class Channel:
     def __init__(self, path: str, *, write_through: bool = False, max_pending_bytes: int = 16 << 20) -> None:
         self._path = path
         self._write_through = write_through
-        #: Queued items that make the caller's thread write (the capture hook reads it per record).
-        self.threshold = 1 if write_through else BATCH
+        #: Queued items that make the caller's thread write (the capture hook reads it per record):
+        #: 1 while the channel is quiet (and always in a child), :data:`BATCH` during a burst.
+        self.threshold = 1
         self._max_pending = max_pending_bytes
         self.items: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
@@ -105,31 +110,53 @@ class Channel:
 
     # --- caller side ---------------------------------------------------------
     def submit(self, item: tuple[Any, ...]) -> None:
-        """Queue one flat item; write now when a batch is full (or in write-through mode)."""
+        """Queue one flat item; write now when the channel was quiet or a batch is full."""
         items = self.items
         items.append(item)
         if len(items) >= self.threshold:
-            self.write()
+            self.full()
 
     def full(self) -> None:
-        """A batch is waiting (the capture hook calls this): write it on the caller's thread.
+        """Items wait that the caller's thread writes itself (the capture hook calls this).
 
-        A child process writes each record through; when the runner is momentarily
-        behind it waits a little (never more than :data:`CHILD_WAIT`) rather than
-        keep the record: a pool terminates its workers right after their last task.
+        On a quiet channel that is the first record of what may be a burst: it is
+        written now, and the timer thread wakes to batch what follows. A child
+        process writes each record through; when the runner is momentarily behind
+        it waits a little (never more than :data:`CHILD_WAIT`) rather than keep the
+        record: a pool terminates its workers right after their last task.
         """
-        self.write(blocking_for=CHILD_WAIT if self._write_through else 0.0)
+        if self._write_through:
+            if not self.write(blocking_for=CHILD_WAIT):
+                self._wake.set()  # still pending: the timer keeps trying
+            return
+        if self.threshold < BATCH:
+            self.threshold = BATCH
+            self.write()
+            self._wake.set()
+            return
+        self.write()
 
     def write(self, *, blocking_for: float = 0.0) -> bool:
         """Write everything queued; True when nothing is left pending.
 
         ``blocking_for`` > 0 (at exit) waits up to that long for a slow reader.
+
+        Never waits for the lock on a logging call: Python runs a signal handler, a
+        finalizer or a GC callback between two bytecodes of whatever the thread was
+        doing, possibly this very write. A record logged there stays queued (the
+        write under way, the timer or the next call takes it) instead of waiting for
+        a lock its own thread holds, which would hang the component for good.
         """
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(blocking=False) and (blocking_for <= 0 or not lock.acquire(timeout=blocking_for)):
+            return False
+        try:
             if os.getpid() != self.pid:
                 return False  # a forked child before its after-fork reset: never write the parent's stream
             self._frame_queued()
             return self._send(blocking_for)
+        finally:
+            lock.release()
 
     def _frame_queued(self) -> None:
         items = self.items
@@ -262,13 +289,27 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name="splight-runner-channel", daemon=True)
         self._thread.start()
 
+    def _pending(self) -> bool:
+        return bool(self.items or self._frames or self._dropped)
+
     def _run(self) -> None:
-        wait = self._wake.wait
+        wake = self._wake
         while not self._closed:
-            wait(FLUSH_INTERVAL)
-            if self.items or self._frames or self._dropped:
+            if self.threshold < BATCH and not self._pending():
+                wake.wait()  # quiet: nothing runs until a burst starts or the channel closes
+            else:
+                wake.wait(FLUSH_INTERVAL)
+            wake.clear()
+            if self._pending():
                 with contextlib.suppress(Exception):
                     self.write()
+            elif not self._write_through:
+                # The burst is over. An item appended while the threshold was still a batch's is
+                # written here; one appended after sees the quiet threshold and is written by its caller.
+                self.threshold = 1
+                if self.items:
+                    with contextlib.suppress(Exception):
+                        self.write()
 
     # --- lifecycle ---------------------------------------------------------------
     def close(self, timeout: float = 2.0) -> bool:

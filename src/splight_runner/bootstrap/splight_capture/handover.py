@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from . import tail
 from .channel import Channel
 from .lifecycle import ExitWatch
 
@@ -25,14 +26,22 @@ def flush_spans(tracer_provider: Any, timeout: float) -> None:
 
 
 class HandOver:
-    def __init__(self, channel: Channel, *, tracer_provider: Any = None, export_timeout: float) -> None:
+    def __init__(self, channel: Channel | None, *, tracer_provider: Any = None, export_timeout: float) -> None:
         self.channel = channel
         self.tracer_provider = tracer_provider
         self.export_timeout = export_timeout
 
     def shutdown(self, watch: ExitWatch | None) -> None:
-        self.channel.close(timeout=min(HAND_OVER_TIMEOUT, self.export_timeout))
+        if self.channel is not None:
+            self.channel.close(timeout=min(HAND_OVER_TIMEOUT, self.export_timeout))
+        flush_spans(self.tracer_provider, self.export_timeout)
+
+    def before_exec(self) -> None:
+        if self.channel is not None:
+            self.channel.write(blocking_for=min(HAND_OVER_TIMEOUT, self.export_timeout))
         flush_spans(self.tracer_provider, self.export_timeout)
 
     def after_fork_in_child(self) -> None:
-        self.channel.after_fork_in_child()
+        tail.after_fork_in_child()
+        if self.channel is not None:
+            self.channel.after_fork_in_child()

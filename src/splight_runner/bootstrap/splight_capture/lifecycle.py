@@ -21,6 +21,7 @@ worker would hang.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -32,6 +33,8 @@ from .voice import say
 
 class Ending(Protocol):
     def shutdown(self, watch: ExitWatch | None) -> None: ...
+
+    def before_exec(self) -> None: ...
 
     def after_fork_in_child(self) -> None: ...
 
@@ -85,6 +88,7 @@ def install(ending: Ending, *, watch: ExitWatch | None = None, top_process: bool
 
     _exit.__wrapped__ = real_exit  # type: ignore[attr-defined]
     os._exit = _exit
+    _hand_over_before_exec()
 
     if watch is not None:
         _watch_exit_paths()
@@ -99,6 +103,30 @@ def install(ending: Ending, *, watch: ExitWatch | None = None, top_process: bool
 
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _hand_over_before_exec() -> None:
+    """What is pending leaves before ``os.exec*`` replaces the process (a self-restart loses nothing).
+
+    Every ``os.exec*`` function ends in ``os.execv`` or ``os.execve``, looked up in
+    the ``os`` module when called, so wrapping those two covers them all. The new
+    image loads the bootstrap again and connects anew; if the exec fails, nothing
+    was closed and the process goes on as it was.
+    """
+    for name in ("execv", "execve"):
+        real = getattr(os, name, None)
+        if real is None:
+            continue
+
+        def exec_after_hand_over(*args: Any, _real: Any = real) -> Any:
+            ending = _state.ending
+            if ending is not None:
+                with contextlib.suppress(Exception):
+                    ending.before_exec()
+            return _real(*args)
+
+        exec_after_hand_over.__wrapped__ = real  # type: ignore[attr-defined]
+        setattr(os, name, exec_after_hand_over)
 
 
 def _watch_exit_paths() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from . import capture, channel, health, instrumentation, lifecycle, names, otel
+from . import capture, channel, health, instrumentation, lifecycle, names, otel, tail
 from .handover import HandOver
 from .voice import say
 
@@ -55,6 +55,9 @@ def start() -> None:
 
 def _start() -> None:
     top = is_top_process()
+    state = os.environ.get(names.SPLIGHT_RUNNER_STATE)
+    if top and state:
+        tail.install(state)  # how it ended: the runner reads it after any death
     path = os.environ.get(names.SPLIGHT_RUNNER_CHANNEL)
     sink = None
     if path:
