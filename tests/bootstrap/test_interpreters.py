@@ -119,7 +119,7 @@ def test_every_exit_path_hands_over_on_the_oldest_cpythons(minor, how, code, sta
     if how == "sigterm":
         assert runner.stdout.readline().strip() == "ready"
         runner.send_signal(signal.SIGTERM)
-    out, err = runner.communicate(timeout=60)
+    _, err = runner.communicate(timeout=60)
 
     assert runner.returncode == code, err
     assert f"last words on {minor}" in by_message(dev_engine.records)

@@ -6,6 +6,7 @@ the kernel's OOM killer in a real memory cgroup), a real dev-engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -235,11 +236,9 @@ def _memory_cgroup(tmp_path: Path) -> Path:
     except OSError as error:
         pytest.skip(f"cannot make a memory cgroup here ({error})")
     (group / "memory.limit_in_bytes").write_text(str(64 << 20))
-    with open(group / "memory.memsw.limit_in_bytes", "w") as file:
-        try:
-            file.write(str(64 << 20))
-        except OSError:
-            pass  # no swap accounting: the memory limit alone does it
+    # Without swap accounting the memory limit alone does it.
+    with contextlib.suppress(OSError), open(group / "memory.memsw.limit_in_bytes", "w") as file:
+        file.write(str(64 << 20))
     return group
 
 
