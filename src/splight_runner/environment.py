@@ -151,6 +151,15 @@ keeps the tail of its stderr and its fatal-error stack for the runner's
 how-it-ended record. Default: unset.
 """
 
+SPLIGHT_RUNNER_CAPTURE_OUTPUT = _component.SPLIGHT_RUNNER_CAPTURE_OUTPUT
+"""
+.. envvar:: SPLIGHT_RUNNER_CAPTURE_OUTPUT
+
+``true``: under the runner, each line the component writes to stdout or stderr
+outside ``logging`` also becomes a record (stdout ``INFO``, stderr ``ERROR``, the
+logger named ``stdout``/``stderr``). Default: off.
+"""
+
 SPLIGHT_RUNNER_PYTHON = "SPLIGHT_RUNNER_PYTHON"
 """
 .. envvar:: SPLIGHT_RUNNER_PYTHON

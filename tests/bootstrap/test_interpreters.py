@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support import (
+
+from support import (
     COMPONENT_PYTHONS,
     RUNNER,
     bare_venv,

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support import RUNNER, by_message, engine_env, run_component, write_component
 
 from splight_runner.bootstrap.splight_capture import wire
+from support import RUNNER, by_message, engine_env, run_component, write_component
 
 pytestmark = pytest.mark.slow  # once, from the runner of .venv: it is about the component's interpreters
 
@@ -136,7 +136,7 @@ COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 def test_splight_lib_statuses_from_a_venv_that_has_no_runner(
     minor, component, code, statuses, logged, dev_engine, tmp_path
 ):
-    from tests.support import find_cpython
+    from support import find_cpython
 
     base = find_cpython(minor)
     if base is None:

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.support import RUNNER, engine_env, run_component, write_component
+
+from support import RUNNER, engine_env, run_component, write_component
 
 pytestmark = pytest.mark.component_facing
 

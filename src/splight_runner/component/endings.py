@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from splight_runner.bootstrap.splight_capture.handover import flush_spans
 from splight_runner.engine import records
+from splight_runner.pipeline.ending import ending_record, how_it_ended, owes_last_words
 
 if TYPE_CHECKING:
     from splight_runner.bootstrap.splight_capture.lifecycle import ExitWatch
@@ -38,11 +39,14 @@ class InProcess:
     def shutdown(self, watch: ExitWatch | None) -> None:
         give_up_at = time.monotonic() + self.export_timeout
         self.intake.flush(give_up_at - time.monotonic())
-        ending = None
+        ending = last = None
         if watch is not None and self.owes_final_status:
             ending = records.exit_status(watch.code, watch.stopped)
+            if owes_last_words(watch.code, watch.stopped):
+                # What the process can see of its own end: its exit code and SystemExit text.
+                last = ending_record(how_it_ended(watch.code), watch.text or "")
         never_fed = self.intake.close()
-        self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped + never_fed)
+        self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped + never_fed, last_words=last)
         flush_spans(self.tracer_provider, give_up_at - time.monotonic())
 
     def before_exec(self) -> None:

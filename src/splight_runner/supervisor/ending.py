@@ -16,14 +16,10 @@ component moved into a cgroup of its own is seen there when it connects.
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 from splight_runner.bootstrap.splight_capture import tail
-from splight_runner.bootstrap.splight_capture.wire import LOG
+from splight_runner.pipeline.ending import ending_record, how_it_ended
 
-#: The runner's own logger name on the records it makes.
-LOGGER = "splight_runner"
 #: What of the stderr tail goes into the record.
 MAX_LINES = 50
 _CGROUP_ROOT = "/sys/fs/cgroup"
@@ -109,29 +105,6 @@ class OomWatch:
         return False, None
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.0f} MiB"
-
-
-def how_it_ended(returncode: int, oom: tuple[bool, int | None]) -> str:
-    """One sentence: the exit code, or the signal by name, and for a SIGKILL whether it was the OOM killer."""
-    if returncode >= 0:
-        return f"The component exited with code {returncode}."
-    number = -returncode
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = f"signal {number}"
-    described = signal.strsignal(number) or name
-    if number != signal.SIGKILL:
-        return f"The component was killed by {name} ({described})."
-    killed, limit = oom
-    if killed:
-        where = f" (memory limit {_mib(limit)})" if limit else ""
-        return f"The component was killed by SIGKILL: the kernel's OOM killer ended it, out of memory{where}."
-    return "The component was killed by SIGKILL (not by the kernel's OOM killer)."
-
-
 def _top_process(folder: str) -> int | None:
     """The pid whose tail is in ``folder``: only the component's top process keeps one."""
     found = []
@@ -176,15 +149,5 @@ def last_output(folder: str, shipped_traceback: str | None) -> str:
 
 
 def last_words(returncode: int, folder: str, oom: tuple[bool, int | None], shipped: str | None) -> tuple:
-    """The flat record (``wire`` layout) saying how the component ended and what it last wrote."""
-    message = how_it_ended(returncode, oom)
-    output = last_output(folder, shipped)
-    if output:
-        message += " What it last wrote to stderr is attached."
-    exception = ("", "", output) if output else None
-    return (LOG, LOGGER, 40, "ERROR", message, "", 0, None, time.time(), None, exception, None, 0, 0, 0)
-
-
-def owes_last_words(returncode: int, stop_forwarded: bool) -> bool:
-    """Every end but exit 0 or a stop the runner forwarded."""
-    return returncode != 0 and not stop_forwarded
+    """The flat record saying how the component ended and what it last wrote."""
+    return ending_record(how_it_ended(returncode, oom), last_output(folder, shipped))

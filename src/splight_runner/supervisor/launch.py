@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
+from splight_runner.pipeline.ending import owes_last_words
 from splight_runner.settings import (
     DEFAULT_EXPORT_TIMEOUT_MS,
     DEFAULT_STOP_GRACE,
@@ -33,7 +34,7 @@ from splight_runner.settings import (
     EngineSettings,
     apply_distro_defaults,
 )
-from splight_runner.supervisor.ending import OomWatch, last_words, owes_last_words
+from splight_runner.supervisor.ending import OomWatch, last_words
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -252,15 +252,44 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
     return flatten
 
 
-def make_hook(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) -> Callable[..., None]:
-    """The replacement for ``Logger.callHandlers``; everything it touches is bound locally."""
+#: Per thread: how deep the component's own handlers (or an excepthook) are running.
+_handlers_running = threading.local()
+
+
+def in_handlers() -> bool:
+    """True while this thread runs the component's logging handlers (or the excepthook's report):
+    what they write to stdout/stderr is a record's output, already captured as that record."""
+    return getattr(_handlers_running, "depth", 0) > 0
+
+
+def _marked(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run_marked(*args: Any) -> Any:
+        local = _handlers_running
+        local.depth = getattr(local, "depth", 0) + 1
+        try:
+            return function(*args)
+        finally:
+            local.depth -= 1
+
+    return run_marked
+
+
+def make_hook(
+    sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *, mark_handlers: bool = False
+) -> Callable[..., None]:
+    """The replacement for ``Logger.callHandlers``; everything it touches is bound locally.
+
+    ``mark_handlers`` (output captured as records) marks the thread while the
+    component's handlers run; off, the hot path pays nothing for it.
+    """
     original = logging.Logger.callHandlers
+    run_handlers = _marked(original) if mark_handlers else original
     items = sink.items
     append = items.append
     flatten = flattener()
 
     def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
-        original(logger, record)
+        run_handlers(logger, record)
         try:
             # A record made in another process was captured there (QueueHandler, SocketHandler);
             # one made on the pipeline's own thread (an SDK warning) must not loop.
@@ -303,20 +332,20 @@ def uncaught_record(
     )
 
 
-def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) -> None:
+def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *, mark_handlers: bool = False) -> None:
     """Patch ``Logger.callHandlers`` (once) and the uncaught-exception hooks."""
     current = logging.Logger.callHandlers
     original = getattr(current, "__splight_runner__", None)
     if original is not None:
         logging.Logger.callHandlers = original  # type: ignore[method-assign]
-    logging.Logger.callHandlers = make_hook(sink, own_threads)  # type: ignore[method-assign]
+    logging.Logger.callHandlers = make_hook(sink, own_threads, mark_handlers=mark_handlers)  # type: ignore[method-assign]
     flatten = flattener()
 
     def submit_uncaught(exc_type: Any, exc: Any, tb: Any, name: str, level: int) -> None:
         sink.items.append(flatten(uncaught_record(exc_type, exc, tb, name, level)))
         sink.full()
 
-    previous_excepthook = sys.excepthook
+    previous_excepthook = _marked(sys.excepthook) if mark_handlers else sys.excepthook
 
     def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
@@ -328,7 +357,7 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset()) ->
 
     sys.excepthook = excepthook
 
-    previous_thread_hook = threading.excepthook
+    previous_thread_hook = _marked(threading.excepthook) if mark_handlers else threading.excepthook
 
     def thread_excepthook(args):  # type: ignore[no-untyped-def]
         try:

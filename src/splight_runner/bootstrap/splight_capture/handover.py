@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from . import tail
+from . import output, tail
 from .channel import Channel
 from .lifecycle import ExitWatch
 
@@ -32,6 +32,7 @@ class HandOver:
         self.export_timeout = export_timeout
 
     def shutdown(self, watch: ExitWatch | None) -> None:
+        output.flush()
         if self.channel is not None:
             self.channel.close(timeout=min(HAND_OVER_TIMEOUT, self.export_timeout))
         flush_spans(self.tracer_provider, self.export_timeout)

@@ -45,6 +45,8 @@ class ExitWatch:
     def __init__(self) -> None:
         self.code = 0
         self.stopped = False
+        #: What ``sys.exit("text")`` printed (Python prints it on stderr and exits 1).
+        self.text: str | None = None
 
     def note_exit(self, code: Any) -> None:
         if code is None:
@@ -53,6 +55,10 @@ class ExitWatch:
             self.code = code
         else:
             self.code = 1  # sys.exit("message") prints it and exits 1
+            try:
+                self.text = str(code)
+            except Exception:
+                self.text = None
 
 
 class _State:

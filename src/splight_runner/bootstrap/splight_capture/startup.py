@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from . import capture, channel, health, instrumentation, lifecycle, names, otel, tail
+from . import capture, channel, health, instrumentation, lifecycle, names, otel, output, tail
 from .handover import HandOver
 from .voice import say
 
@@ -62,7 +62,10 @@ def _start() -> None:
     sink = None
     if path:
         sink = channel.Channel(path, write_through=not top)
-        capture.install(sink)
+        as_records = os.environ.get(names.SPLIGHT_RUNNER_CAPTURE_OUTPUT, "").strip().lower() == "true"
+        capture.install(sink, mark_handlers=as_records)
+        if as_records:
+            output.install(sink.submit)
         submit = sink.submit
         health.install(lambda engine_state: submit(capture.status_item(engine_state)))
     tracer_provider = None

@@ -11,9 +11,8 @@ of the runner's private folder:
 * ``stderr-<pid>``: a ring of the last :data:`SIZE` bytes written through
   ``sys.stderr``, in a shared memory map of that file: what was written is in
   the page cache the moment it is written, so it outlives a SIGKILL, a segfault
-  or an OOM kill. ``sys.stderr`` becomes a thin proxy that writes through to the
-  original object first (same bytes, same order, same object for everything
-  else: ``isatty``, ``fileno``, ``buffer``, ``encoding``) and then copies.
+  or an OOM kill. ``sys.stderr`` becomes a thin proxy (:mod:`.streams`) that
+  writes through to the original object first and then copies.
 * ``fault-<pid>``: ``faulthandler``'s output (all threads), when the component
   has not enabled ``faulthandler`` itself. Without the runner a plain Python
   prints nothing on a segfault, so nothing is taken from the component's stderr.
@@ -23,13 +22,13 @@ Only the component's top process does this: its end is the component's end.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import struct
-import sys
 import threading
 from typing import Any
+
+from . import streams
 
 #: Bytes of stderr the ring keeps.
 SIZE = 8192
@@ -92,57 +91,36 @@ def read_ring(path: str) -> bytes:
     return ring[start:] + ring[:start]
 
 
-class _Tee:
-    """``sys.stderr`` for the component: the original first, then a copy into the ring."""
-
-    def __init__(self, original: Any, ring: Ring) -> None:
-        self.__dict__["_original"] = original
-        self.__dict__["_ring"] = ring
-
-    def write(self, text: Any) -> Any:
-        written = self._original.write(text)
-        if type(text) is str:
-            with contextlib.suppress(Exception):
-                self._ring.add(text.encode("utf-8", "backslashreplace"))
-        return written
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._original, name, value)
-
-    def __iter__(self) -> Any:
-        return iter(self._original)
-
-    def __enter__(self) -> Any:
-        return self._original.__enter__()
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._original.__exit__(*exc)
-
-
-_keep: list[Any] = []
+class _Installed:
+    #: The copy :mod:`.streams` hands stderr to, and the file ``faulthandler`` writes to.
+    copy: Any = None
+    fault: Any = None
 
 
 def install(folder: str) -> None:
     """Keep this process's stderr tail and fatal-error stack in ``folder`` (the top process calls this)."""
-    pid = os.getpid()
-    if sys.stderr is not None and not isinstance(sys.stderr, _Tee):
-        sys.stderr = _Tee(sys.stderr, Ring(stderr_file(folder, pid)))
     import faulthandler
 
+    pid = os.getpid()
+    ring = Ring(stderr_file(folder, pid))
+
+    def keep(text: str) -> None:
+        ring.add(text.encode("utf-8", "backslashreplace"))
+
+    _Installed.copy = keep
+    streams.copy("stderr", keep)
     if not faulthandler.is_enabled():
-        fault = open(fault_file(folder, pid), "w", encoding="utf-8")  # noqa: SIM115 - faulthandler keeps its fd
-        _keep.append(fault)
-        faulthandler.enable(fault, all_threads=True)
+        _Installed.fault = open(fault_file(folder, pid), "w", encoding="utf-8")  # noqa: SIM115 - kept for its fd
+        faulthandler.enable(_Installed.fault, all_threads=True)
 
 
 def after_fork_in_child() -> None:
     """A forked child is not the component: its writes are not the component's last words."""
-    if isinstance(sys.stderr, _Tee):
-        sys.stderr = sys.stderr._original
     import faulthandler
 
-    if _keep and faulthandler.is_enabled():
+    if _Installed.copy is not None:
+        streams.forget(_Installed.copy)
+        _Installed.copy = None
+    if _Installed.fault is not None and faulthandler.is_enabled():
         faulthandler.disable()
+        _Installed.fault = None
