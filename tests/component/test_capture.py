@@ -153,7 +153,8 @@ def test_uncaught_exception_becomes_a_critical_record_and_the_run_fails(dev_engi
     assert dev_engine.wait_for(lambda e: ("C1", "Failed") in e.statuses)
     records = dev_engine.records
     assert records[0]["message"] == "about to fail"
-    crash = records[-1]
+    crash, ending = records[-2:]  # the runner's how-it-ended record comes last, before the status
+    assert ending["name"] == "splight_runner" and ending["message"].startswith("The component exited with code 1.")
     assert crash["loglevel"] == "CRITICAL"
     assert "RuntimeError: sensor offline" in crash["message"]
     assert crash["traceback"].rstrip().endswith("RuntimeError: sensor offline")

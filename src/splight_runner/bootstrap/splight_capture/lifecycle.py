@@ -162,10 +162,16 @@ def _watch_exit_paths() -> None:
 
 
 def _shutdown_current() -> None:
-    with _state.lock:
+    # Never waits: a SIGTERM that lands while this thread is already ending (atexit, os._exit) must
+    # not wait for a lock its own thread holds; the ending under way finishes the job.
+    if not _state.lock.acquire(blocking=False):
+        return
+    try:
         if _state.done or _state.ending is None:
             return
         _state.done = True
+    finally:
+        _state.lock.release()
     try:
         _state.ending.shutdown(_state.watch)
     except Exception as error:
