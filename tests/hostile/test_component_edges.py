@@ -246,3 +246,60 @@ def test_a_component_that_closes_its_stderr_ends_as_it_does_without_the_runner(d
     messages = [r["message"] for r in dev_engine.records]
     assert messages[:2] == ["before", "after"]
     assert messages[2].startswith("The component exited with code 3.")
+
+
+def test_a_huge_record_is_cut_once_and_never_takes_its_neighbours(dev_engine, tmp_path):
+    main = write_component(
+        tmp_path / "app",
+        """
+        import logging
+        log = logging.getLogger("app")
+        log.addHandler(logging.NullHandler())
+        log.warning("before")
+        log.warning("a" * (5 << 20))
+        log.warning("b" * (40 << 20))
+        log.warning("after")
+        """,
+    )
+
+    run = run_component(main, engine_env(dev_engine), timeout=120)
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    messages = [r["message"] for r in dev_engine.records]
+    assert messages[0] == "before" and messages[-1] == "after", [m[:50] for m in messages]
+    assert len(messages) == 4
+    for text, letter, size in zip(messages[1:3], "ab", (5 << 20, 40 << 20), strict=True):
+        assert text.startswith(letter * 1000)
+        assert text.endswith(f"(cut by splight-runner: {size:,} characters in all)")
+    said = [line for line in run.stderr.splitlines() if line.startswith("splight-runner:")]
+    assert said == [
+        "splight-runner: records longer than 262,144 characters are cut to that (one call to the Engine "
+        "carries 1 MiB); each cut is marked in its record"
+    ]
+
+
+def test_accounting_stays_exact_when_the_byte_bounds_drop(tmp_path):
+    """3,000 records of 40 KB at once with the Engine down: every one is counted, wherever it was dropped."""
+    import re
+
+    from splight_runner.dev_engine.server import DevEngine
+    from support import busy_machine
+
+    with DevEngine() as engine:
+        env = engine_env(engine, OTEL_BLRP_EXPORT_TIMEOUT="1000")
+    main = write_component(
+        tmp_path / "app",
+        """
+        import logging
+        log = logging.getLogger("app")
+        log.addHandler(logging.NullHandler())  # nothing on stderr: the runner's lines are the point
+        for i in range(3000):
+            log.warning("%d %s", i, "x" * 40_000)
+        """,
+    )
+    with busy_machine():
+        for _ in range(3):
+            run = run_component(main, env, timeout=120)
+            assert run.returncode == 0, run.stderr[-2000:]
+            counts = re.findall(r"splight \(the Splight Engine\): (\d+) log records", run.stderr)
+            assert counts == ["3000"], run.stderr[-2000:]

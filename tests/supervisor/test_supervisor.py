@@ -155,7 +155,11 @@ def test_sigterm_sent_to_the_component_directly_still_flushes(dev_engine, tmp_pa
     )
     run = run_component(main, engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="30000"))
     assert run.returncode == 128 + signal.SIGTERM
-    assert [r["message"] for r in dev_engine.records] == [f"pending {i}" for i in range(20)]
+    messages = [r["message"] for r in dev_engine.records]
+    assert messages[:20] == [f"pending {i}" for i in range(20)]
+    assert messages[20:] == [
+        "The component was killed by SIGTERM (Terminated). What it last wrote to stderr is attached."
+    ]
     # Nobody asked the runner to stop it: the component died of a signal → Failed.
     assert dev_engine.statuses == [("C1", "Failed")]
 

@@ -51,6 +51,9 @@ from splight_runner.pipeline.deadline import ExitDeadline
 MAX_FRAME = 512 << 20
 #: How long after the child's exit the host waits for its other processes' connections to close.
 _EOF_GRACE = 0.3
+#: At the deadline, at most this long to read and count what the sockets still hold (the exit
+#: report waits for it: it must be exact).
+_COUNT_TIME = 0.15
 
 
 class _Connection:
@@ -67,6 +70,7 @@ class PipelineHost:
     """Reader, intake and feeder of the supervisor-hosted pipeline."""
 
     def __init__(self, folder: str, *, max_intake_bytes: int = 64 << 20) -> None:
+        self.folder = folder
         self.path = os.path.join(folder, "channel")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.path)
@@ -82,6 +86,8 @@ class PipelineHost:
         self._intake_lock = threading.Lock()
         self._intake_ready = threading.Condition(self._intake_lock)
         self._reading = True
+        #: Past the deadline: frames still read are counted as undelivered, never fed.
+        self._counting_only = False
         self._input_ended = threading.Event()
         self.dropped = 0
         self._dropped_first = 0
@@ -146,6 +152,8 @@ class PipelineHost:
                     self._read(key.data)
             if draining and (not events or self._deadline_passed()):
                 break
+        if self._deadline_passed():
+            self._count_what_is_left()
         for connection in list(self._connections.values()):
             self._close(connection)
         with contextlib.suppress(OSError):
@@ -170,29 +178,44 @@ class PipelineHost:
             self.connections_seen += 1
             self._selector.register(sock, selectors.EVENT_READ, connection)
 
-    def _read(self, connection: _Connection) -> None:
+    def _count_what_is_left(self) -> None:
+        """At the deadline: what the component wrote and nobody will feed is read and counted, not left.
+
+        The bytes in the sockets were written, so no one else counts them; the
+        exit report must. Bounded by what the sockets hold and by
+        :data:`_COUNT_TIME` (a process left behind may keep writing).
+        """
+        self._counting_only = True
+        give_up_at = time.monotonic() + _COUNT_TIME
+        for connection in list(self._connections.values()):
+            while connection.sock.fileno() in self._connections and time.monotonic() < give_up_at:
+                if not self._read(connection):
+                    break
+
+    def _read(self, connection: _Connection) -> bool:
+        """Read what one connection has ready; False when it had nothing (or ended)."""
         try:
             data = connection.sock.recv(1 << 20)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self._close(connection)
-            return
+            return False
         buffer = connection.buffer
         buffer += data
         offset = 0
         if not connection.greeted:
             offset = self._greet(connection)
             if offset <= 0:
-                return
+                return offset == 0
         while len(buffer) - offset >= wire.FRAME_HEADER:
             size = wire.frame_size(buffer[offset : offset + wire.FRAME_HEADER])
             if size > MAX_FRAME:
                 say("a component process sent a malformed record stream; its connection is closed")
                 self._close(connection)
-                return
+                return False
             end = offset + wire.FRAME_HEADER + size
             if len(buffer) < end:
                 break
@@ -200,6 +223,7 @@ class PipelineHost:
             offset = end
         if offset:
             del buffer[:offset]
+        return True
 
     def _greet(self, connection: _Connection) -> int:
         """The length of the connection's hello once it is whole; 0 while it is not; -1: not our format.
@@ -232,7 +256,7 @@ class PipelineHost:
             return
         size = len(frame)
         with self._intake_ready:
-            if self._fed_to_the_end or self._intake_bytes + size > self._max_intake:
+            if self._fed_to_the_end or self._counting_only or self._intake_bytes + size > self._max_intake:
                 self._count_drop(wire.records_in(items))
                 return
             self._intake.append((items, size))
@@ -330,13 +354,15 @@ class PipelineHost:
             time.sleep(0.01)
         self._reading = False
         deadline.join(self._reader)
+        self._reader.join(_COUNT_TIME + 0.05)  # past the deadline, only the bounded count of what is left
         deadline.wait(self._pipeline_ready.wait)
         deadline.wait(self._feeding_done.wait)
         # From here on nothing moves: what the feeder did not hand over is counted here, once,
         # and ``dropped`` is final for the exit report.
         with self._feed_lock, self._intake_ready:
             self._fed_to_the_end = True
-            left = sum(wire.records_in(items) for items, _ in self._intake)
+            left = self._unsent_by_the_component()
+            left += sum(wire.records_in(items) for items, _ in self._intake)
             left += wire.records_in(self._in_hand[self._in_hand_next :])
             self._intake.clear()
             self._intake_bytes = 0
@@ -345,6 +371,15 @@ class PipelineHost:
                 self._count_drop(left)
             self._intake_ready.notify_all()
         return self.pipeline if self._pipeline_ready.is_set() else None
+
+    def _unsent_by_the_component(self) -> int:
+        """Records the component's processes could not write before they ended (their own count)."""
+        total = 0
+        for name in os.listdir(self.folder):
+            if name.startswith("unsent-"):
+                with contextlib.suppress(OSError, ValueError), open(os.path.join(self.folder, name)) as file:
+                    total += int(file.read().strip() or 0)
+        return total
 
     def close(self) -> None:
         self._reading = False

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Protocol
 
 from .values import plain_value, unprintable
+from .voice import say_once
 from .wire import LOG, STATUS
 
 #: ``logging.LogRecord`` attributes that are not user extras.
@@ -212,6 +213,21 @@ def _extras(d: dict[Any, Any], keys: Iterable[Any]) -> dict[str, Any] | None:
     return extras or None
 
 
+#: Characters of a record's message, traceback or stack kept: a POST to the Engine carries at most
+#: 1 MiB, so nothing longer could ever arrive, and a bigger one would cost the channel's bound.
+MAX_TEXT = 256 << 10
+
+
+def _cut(text: Any) -> Any:
+    if type(text) is not str or len(text) <= MAX_TEXT:
+        return text
+    say_once(
+        f"records longer than {MAX_TEXT:,} characters are cut to that (one call to the Engine carries "
+        "1 MiB); each cut is marked in its record"
+    )
+    return text[:MAX_TEXT] + f" … (cut by splight-runner: {len(text):,} characters in all)"
+
+
 def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
     """The function that reduces a record to the flat LOG tuple (see :mod:`.wire`)."""
     get_context = _context_getter()
@@ -227,8 +243,12 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
             callsite = _caller_outside_logging()
             if callsite is not None:
                 pathname, lineno, function = callsite
+        if len(message) > MAX_TEXT:
+            message = _cut(message)
         extras = _tail_extras(d) if len(d) > base else None
         exception = _exception(record) if record.exc_info or record.exc_text else None
+        if exception is not None and len(exception[2]) > MAX_TEXT:
+            exception = (exception[0], _cut(exception[1]), _cut(exception[2]))
         context = get_context()
         trace_id, span_id, flags = span_ids(context) if context else _NO_SPAN
         return (
@@ -243,7 +263,7 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
             record.created,
             extras,
             exception,
-            record.stack_info,
+            _cut(record.stack_info),
             trace_id,
             span_id,
             flags,

@@ -78,8 +78,16 @@ def _identity(fd: int) -> tuple[int, int] | None:
 class Channel:
     """Batches flat records and writes them to the supervisor's socket at ``path``."""
 
-    def __init__(self, path: str, *, write_through: bool = False, max_pending_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        write_through: bool = False,
+        max_pending_bytes: int = 16 << 20,
+        report_dir: str | None = None,
+    ) -> None:
         self._path = path
+        self._report_dir = report_dir
         self._write_through = write_through
         #: Queued items that make the caller's thread write (the capture hook reads it per record):
         #: 1 while the channel is quiet (and always in a child), :data:`BATCH` during a burst.
@@ -151,8 +159,8 @@ class Channel:
         if not lock.acquire(blocking=False) and (blocking_for <= 0 or not lock.acquire(timeout=blocking_for)):
             return False
         try:
-            if os.getpid() != self.pid:
-                return False  # a forked child before its after-fork reset: never write the parent's stream
+            if os.getpid() != self.pid or self._closed:
+                return False  # a forked child before its after-fork reset, or after the last word
             self._frame_queued()
             return self._send(blocking_for)
         finally:
@@ -161,9 +169,13 @@ class Channel:
     def _frame_queued(self) -> None:
         items = self.items
         count = len(items)
-        if self._dropped and self._sock is not None and self.pending_bytes < self._max_pending:
-            self._append_frame([(wire.DROPPED, self._dropped, self._dropped_first, self._dropped_last)], 0)
-            self._dropped = 0
+        if self._dropped and self._sock is not None:
+            # The report stands for the records it reports: it is queued only whole, within the bound;
+            # until then the count waits (and a count never sent is in the unsent file at close).
+            report = wire.encode([(wire.DROPPED, self._dropped, self._dropped_first, self._dropped_last)])
+            if self.pending_bytes + len(report) + wire.FRAME_HEADER <= self._max_pending:
+                reported, self._dropped = self._dropped, 0
+                self._append_frame_bytes(report, reported)
         if not count:
             return
         popleft = items.popleft
@@ -172,10 +184,13 @@ class Channel:
             data = wire.encode(batch)
         except (pickle.PicklingError, RecursionError):
             data = _encode_each(batch)
+        if len(batch) > 1 and self.pending_bytes + len(data) + wire.FRAME_HEADER > self._max_pending:
+            # Over the bound as one frame: each record takes its own chance, so a huge one never
+            # takes its neighbours with it.
+            for item in batch:
+                self._append_frame_bytes(_encode_each([item]), 1)
+            return
         self._append_frame_bytes(data, len(batch))
-
-    def _append_frame(self, batch: list[tuple[Any, ...]], count: int) -> None:
-        self._append_frame_bytes(wire.encode(batch), count)
 
     def _append_frame_bytes(self, data: bytes, count: int) -> None:
         if self._sock is None or self.pending_bytes + len(data) + wire.FRAME_HEADER > self._max_pending:
@@ -313,10 +328,27 @@ class Channel:
 
     # --- lifecycle ---------------------------------------------------------------
     def close(self, timeout: float = 2.0) -> bool:
-        """Write everything (waiting at most ``timeout`` s for the supervisor to read), then stop."""
+        """Write everything (waiting at most ``timeout`` s for the supervisor to read), then stop.
+
+        What could not be written by then is counted in ``<report_dir>/unsent-<pid>``,
+        which the runner reads after the end: its exit report stays exact even for
+        records that never crossed (a frame begun and not finished included: the
+        runner never reads half a frame).
+        """
         done = self.write(blocking_for=timeout)
-        self._closed = True
+        # The last word: no write after this one (the timer's included), so the count below is final.
+        lock = self._lock
+        locked = lock.acquire(timeout=timeout)
+        try:
+            self._closed = True
+            unsent = self._dropped + sum(count for _, count in self._frames) + wire.records_in(self.items)
+        finally:
+            if locked:
+                lock.release()
         self._wake.set()
+        if unsent and self._report_dir:
+            with contextlib.suppress(OSError), open(wire.unsent_file(self._report_dir, os.getpid()), "w") as file:
+                file.write(str(unsent))
         return done
 
     def after_fork_in_child(self) -> None:

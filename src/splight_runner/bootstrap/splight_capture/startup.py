@@ -61,7 +61,7 @@ def _start() -> None:
     path = os.environ.get(names.SPLIGHT_RUNNER_CHANNEL)
     sink = None
     if path:
-        sink = channel.Channel(path, write_through=not top)
+        sink = channel.Channel(path, write_through=not top, report_dir=state)
         as_records = os.environ.get(names.SPLIGHT_RUNNER_CAPTURE_OUTPUT, "").strip().lower() == "true"
         capture.install(sink, mark_handlers=as_records)
         if as_records:

@@ -47,6 +47,7 @@ body, attributes, event_name, trace_id, span_id, trace_flags)``
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 from typing import Any, Iterable
@@ -116,6 +117,11 @@ def hello_size(fixed: bytes) -> int:
 def hello_text(data: bytes) -> str:
     """What a hello says of its sender."""
     return data[HELLO_FIXED:].decode("ascii", "replace")
+
+
+def unsent_file(folder: str, pid: int) -> str:
+    """Where a process that ends with records it could not write says how many (see ``Channel.close``)."""
+    return os.path.join(folder, f"unsent-{pid}")
 
 
 def frame_header(size: int) -> bytes:
