@@ -79,7 +79,10 @@ def test_unprintable_exceptions_and_cyclic_extras_arrive_with_placeholders(dev_e
     records = dev_engine.records
     messages = [r["message"] for r in records]
     assert messages[:4] == ["before", "cyclic extras", "handled", "after"], (messages, run.stderr)
-    assert len(records) == 5, messages
+    assert len(records) == 6, messages
+    ending = records[5]  # the runner's how-it-ended record, without the traceback shipped just before
+    assert ending["message"].startswith("The component exited with code 1."), ending
+    assert "Sulky" not in ending["traceback"], ending["traceback"]
     handled = records[2]
     assert handled["loglevel"] == "ERROR"
     assert "<unprintable Sulky>" in handled["traceback"], handled["traceback"]

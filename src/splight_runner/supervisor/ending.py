@@ -129,6 +129,24 @@ def _without_our_threads(fault: str) -> str:
     return "\n\n".join(kept)
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _without_the_report(text: str, shipped: str) -> str:
+    """``text`` without Python's report of the uncaught exception whose traceback was shipped.
+
+    The report is the last thing the component wrote, and may not match the
+    shipped text byte for byte (3.11+ carets, a ``str()`` that failed, colours):
+    it is cut from the header of its first chained traceback to the end.
+    """
+    headers = shipped.count(_TRACEBACK)
+    lines = text.splitlines(keepends=True)
+    starts = [index for index, line in enumerate(lines) if line.rstrip("\n") == _TRACEBACK]
+    if not headers or len(starts) < headers:
+        return text.replace(shipped.rstrip("\n"), "")
+    return "".join(lines[: starts[-headers]])
+
+
 def last_output(folder: str, shipped_traceback: str | None) -> str:
     """What the component's top process last wrote to stderr, and its fatal-error stack if it had one.
 
@@ -140,7 +158,7 @@ def last_output(folder: str, shipped_traceback: str | None) -> str:
         return ""
     text = tail.read_ring(tail.stderr_file(folder, pid)).decode("utf-8", "replace")
     if shipped_traceback:
-        text = text.replace(shipped_traceback.rstrip("\n") + "\n", "").replace(shipped_traceback.rstrip("\n"), "")
+        text = _without_the_report(text, shipped_traceback)
     lines = text.splitlines()[-MAX_LINES:]
     fault = _without_our_threads(_read(tail.fault_file(folder, pid)) or "").strip()
     if fault:
