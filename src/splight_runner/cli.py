@@ -104,6 +104,9 @@ def _check_configuration(env: dict[str, str]) -> list[str]:
     """Every setting the runner and the component read, checked now (a mistake is one line before
     the start); the log exporters."""
     exporters = _checked_exporters(names.OTEL_LOGS_EXPORTER, "splight", env)
+    grpc_problem = config.otlp_grpc_problem(env)
+    if grpc_problem is not None:
+        raise config.ConfigError(grpc_problem)
     _checked_exporters(names.OTEL_TRACES_EXPORTER, "none", env)
     _checked_exporters(names.OTEL_METRICS_EXPORTER, "none", env)
     config.delivery_settings(env)
@@ -137,6 +140,7 @@ def _pipeline_for(env: dict[str, str]) -> PipelineSpec | None:
 def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
     from splight_runner.supervisor.launch import Launch, supervise
 
+    config.apply_distro_defaults(os.environ)  # the runner's own pipeline reads them too (OTLP's protocol)
     env = {**os.environ, **overrides}
     pipeline = _pipeline_for(env)
     return supervise(

@@ -274,6 +274,18 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 The OTLP endpoint of traces; when set, traces are exported by default. Default: unset.
 """
 
+OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+"""
+.. envvar:: OTEL_EXPORTER_OTLP_PROTOCOL
+
+``http/protobuf`` or ``grpc`` (``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`` and
+``..._TRACES_PROTOCOL`` win for their signal). Default: ``http/protobuf``, the
+OpenTelemetry specification's default (the Python SDK alone would pick gRPC);
+gRPC needs the ``grpc`` extra (``pip install 'splight-runner[grpc]'``).
+"""
+
+OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+
 OTEL_BLRP_SCHEDULE_DELAY = "OTEL_BLRP_SCHEDULE_DELAY"
 """
 .. envvar:: OTEL_BLRP_SCHEDULE_DELAY

@@ -308,9 +308,37 @@ def stop_grace(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
+#: OTLP's protocol when none is named: the specification's default, and what the lean install exports with.
+OTLP_DEFAULT_PROTOCOL = "http/protobuf"
+#: What to install for OTLP over gRPC.
+GRPC_EXTRA = "splight-runner[grpc]"
+
+
+def otlp_grpc_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """The one line when the logs are to go out as OTLP over gRPC and that exporter is not installed."""
+    env = os.environ if env is None else env
+    if "otlp" not in exporter_names(env_names.OTEL_LOGS_EXPORTER, "splight", env):
+        return None
+    variable = env_names.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL
+    if not env.get(variable):
+        variable = env_names.OTEL_EXPORTER_OTLP_PROTOCOL
+    if (env.get(variable) or OTLP_DEFAULT_PROTOCOL).strip().lower() != "grpc":
+        return None
+    import importlib.util
+
+    try:
+        installed = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:
+        return None
+    return f"{variable}=grpc: OTLP over gRPC is not installed (pip install '{GRPC_EXTRA}'); http/protobuf needs nothing"
+
+
 def apply_distro_defaults(env: Any = None) -> None:
     """The distro's defaults for OpenTelemetry's own variables (set only when unset)."""
     env = os.environ if env is None else env
+    env.setdefault(env_names.OTEL_EXPORTER_OTLP_PROTOCOL, OTLP_DEFAULT_PROTOCOL)
     env.setdefault(env_names.OTEL_PYTHON_CONFIGURATOR, "splight")
     env.setdefault(env_names.OTEL_LOGS_EXPORTER, "splight")
     otlp = env.get(env_names.OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(env_names.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)

@@ -261,20 +261,77 @@ def test_wheel_stage_builds_a_wheel_of_this_checkout(app_image: dict[str, Stage]
     assert [w.name for w in wheels] == [f"splight_runner-{source_version()}-py3-none-any.whl"]
 
 
-def test_runner_stage_installs_that_wheel_and_runs(app_image: dict[str, Stage]) -> None:
+def _pip_show(python: Path, name: str) -> str:
+    return subprocess.run(
+        [str(python), "-m", "pip", "show", "-f", name], capture_output=True, text=True, check=False
+    ).stdout
+
+
+def test_runner_stage_installs_that_wheel_in_a_venv_of_its_own(app_image: dict[str, Stage]) -> None:
     runner = app_image["runner"]
     # The step's own `splight-runner --version` printed this checkout's version.
     assert any(f"splight-runner {source_version()}" in out for out in runner.ran), runner.ran
-    venv_python = runner.venv / "bin" / "python"
-    shown = subprocess.run(
-        [str(venv_python), "-m", "pip", "show", "-f", "splight-runner"], capture_output=True, text=True, check=True
-    ).stdout
+    own = runner.root / "opt" / "splight-runner" / "bin" / "python"
+    shown = _pip_show(own, "splight-runner")
     assert f"Version: {source_version()}" in shown
     # A regular install of the wheel (not editable, not pointing back at the checkout).
     assert "__editable__" not in shown and str(REPO) not in shown
+    # Nothing of the runner's in the image's Python, the component's.
+    assert _pip_show(runner.venv / "bin" / "python", "splight-runner") == ""
+    assert _pip_show(runner.venv / "bin" / "python", "opentelemetry-sdk") == ""
     assert not (runner.root / "wheels").exists(), "the wheel is left in the image"
     # Every step ran here: nothing needs the image's Debian.
     assert runner.skipped == []
+    # `python` is the image's, `splight-runner` the venv's, and the runner is told which Python is the component's.
+    assert runner.env["PATH"].endswith(":/opt/splight-runner/bin")
+    assert runner.env["SPLIGHT_RUNNER_PYTHON"] == "python"
+
+
+PINNED = """
+import logging, sys
+import google.protobuf
+from opentelemetry.version import __version__ as otel
+logging.getLogger("pinned").warning("protobuf %s opentelemetry %s", google.protobuf.__version__, otel)
+print("runner importable:", any(m.startswith("splight_runner") for m in sys.modules), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_component_that_pins_protobuf_and_the_sdk_builds_and_runs(tmp_path_factory, tmp_path) -> None:
+    """The image's steps with a component whose requirements pip would refuse next to the runner."""
+    from splight_runner.dev_engine.server import DevEngine
+
+    component = tmp_path / "component"
+    component.mkdir()
+    (component / "requirements.txt").write_text("protobuf==3.20.3\nopentelemetry-sdk==1.27.0\n")
+    (component / "main.py").write_text(PINNED)
+    stages = run_dockerfile(
+        DOCKERFILE, "app", tmp_path_factory.mktemp("pinned"), {".": REPO, "component": component}
+    )
+    app = stages["app"]
+    image_python = app.venv / "bin" / "python"
+    runner = app.root / "opt" / "splight-runner" / "bin" / "splight-runner"
+    with DevEngine() as engine:
+        env = {
+            "PATH": f"{image_python.parent}:/usr/bin:/bin:{runner.parent}",
+            "HOME": str(tmp_path),
+            "SPLIGHT_RUNNER_PYTHON": app.env["SPLIGHT_RUNNER_PYTHON"],
+            "SPLIGHT_PLATFORM_API_HOST": engine.url,
+            "SPLIGHT_ACCESS_ID": "dev-access",
+            "SPLIGHT_SECRET_KEY": "dev-secret",
+            "SPLIGHT_RUNNER_SECRETS_DIR": "/nonexistent-splight-secrets",
+        }
+        done = subprocess.run(
+            ["splight-runner", "run-component", str(app.root / "app" / "main.py"), "--component-id=C1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "runner importable: False" in done.stdout
+        assert [r["message"] for r in engine.records] == ["protobuf 3.20.3 opentelemetry 1.27.0"]
+        assert engine.statuses == [("C1", "Succeeded")]
 
 
 def test_component_image_runs_the_runner_as_pid_1_in_exec_form(app_image: dict[str, Stage]) -> None:
