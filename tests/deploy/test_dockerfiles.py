@@ -305,9 +305,7 @@ def test_a_component_that_pins_protobuf_and_the_sdk_builds_and_runs(tmp_path_fac
     component.mkdir()
     (component / "requirements.txt").write_text("protobuf==3.20.3\nopentelemetry-sdk==1.27.0\n")
     (component / "main.py").write_text(PINNED)
-    stages = run_dockerfile(
-        DOCKERFILE, "app", tmp_path_factory.mktemp("pinned"), {".": REPO, "component": component}
-    )
+    stages = run_dockerfile(DOCKERFILE, "app", tmp_path_factory.mktemp("pinned"), {".": REPO, "component": component})
     app = stages["app"]
     image_python = app.venv / "bin" / "python"
     runner = app.root / "opt" / "splight-runner" / "bin" / "splight-runner"
