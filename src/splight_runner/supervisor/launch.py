@@ -30,6 +30,7 @@ from splight_runner.pipeline.ending import owes_last_words
 from splight_runner.settings import (
     DEFAULT_EXPORT_TIMEOUT_MS,
     DEFAULT_STOP_GRACE,
+    ConfigError,
     DeliverySettings,
     EngineSettings,
     apply_distro_defaults,
@@ -150,8 +151,9 @@ def build_pipeline(spec: PipelineSpec) -> Any:
     )
 
 
-def _parent_death_signal() -> Any:
-    """A ``preexec_fn`` that makes the kernel send SIGTERM to the component if the runner dies (Linux)."""
+def _parent_death_signal(*, own_group: bool = False) -> Any:
+    """A ``preexec_fn`` that makes the kernel send SIGTERM to the component if the runner dies (Linux),
+    and with ``own_group`` puts it in a process group of its own."""
     try:
         import ctypes
 
@@ -162,6 +164,8 @@ def _parent_death_signal() -> Any:
     runner = os.getpid()
 
     def set_parent_death_signal() -> None:
+        if own_group:
+            os.setpgid(0, 0)
         prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != runner:  # the runner died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
@@ -202,32 +206,69 @@ def _reap_orphans(child_pid: int) -> None:
 
 
 class _Signals:
-    """Signals recorded before they are blocked; after that, read with sigtimedwait."""
+    """Signals recorded before they are blocked; after that, read with sigtimedwait.
+
+    A signal ignored when the runner started (``nohup``'s SIGHUP, a background job's SIGINT) is
+    left ignored: the component inherits the disposition, as it would without the runner, and the
+    runner neither takes nor forwards it.
+    """
 
     def __init__(self) -> None:
         self.early: list[int] = []
         self.previous = {sig: signal.getsignal(sig) for sig in FORWARDED_SIGNALS}
+        self.taken = tuple(sig for sig in FORWARDED_SIGNALS if self.previous[sig] != signal.SIG_IGN)
 
     def record(self, signum: int, frame: object) -> None:
         self.early.append(signum)
 
     def __enter__(self) -> _Signals:
-        for sig in FORWARDED_SIGNALS:
+        for sig in self.taken:
             signal.signal(sig, self.record)
         return self
 
     def block(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*self.taken, signal.SIGCHLD})
 
     def __exit__(self, *exc: object) -> None:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*self.taken, signal.SIGCHLD})
+        for sig in self.taken:
+            signal.signal(sig, self.previous[sig])
+
+
+def _in_a_terminals_foreground() -> bool:
+    """True when the runner is in the foreground process group of its terminal (a user at a shell)."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _private_folder() -> str:
+    """A folder only this user can enter, short enough for a Unix socket path (107 bytes on Linux).
+
+    ``TMPDIR`` first; when its path is too long for the socket, the system's own temporary
+    folders. None fits: one line, before the component starts.
+    """
+    limit = 100 - len("/channel")
+    tried = []
+    for parent in (None, "/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            folder = tempfile.mkdtemp(prefix="splight-runner-", dir=parent)
+        except OSError:
+            continue
+        if len(os.fsencode(folder)) <= limit:
+            return folder
+        tried.append(folder)
+        os.rmdir(folder)
+    raise ConfigError(
+        "no folder for the runner's socket: TMPDIR's path is too long for a Unix socket and "
+        "/tmp, /var/tmp and /dev/shm are not writable; set TMPDIR to a shorter folder"
+    )
 
 
 def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
     """Run the component to its end, then end its pipeline; return the runner's exit code."""
-    state_dir = tempfile.mkdtemp(prefix="splight-runner-")
+    state_dir = _private_folder()
     host = None
     if launch.pipeline is not None:
         from splight_runner.supervisor.host import PipelineHost
@@ -244,10 +285,21 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
     oom = OomWatch()
     oom.track(os.getpid())
     pid1 = os.getpid() == 1
+    at_a_terminal = _in_a_terminals_foreground()
     try:
         with _Signals() as signals:
             try:
-                child = subprocess.Popen(launch.argv, cwd=launch.cwd, env=env, preexec_fn=_parent_death_signal())
+                # Outside a terminal's foreground (a container, systemd, `timeout`, a script), the component
+                # gets a process group of its own: a signal sent to the runner's group then reaches the
+                # runner alone, which forwards it once. At a terminal it shares the runner's group, so the
+                # terminal's keys reach it as they would without the runner (and are not forwarded).
+                own_group = not at_a_terminal
+                child = subprocess.Popen(
+                    launch.argv,
+                    cwd=launch.cwd,
+                    env=env,
+                    preexec_fn=_parent_death_signal(own_group=own_group),
+                )
             except OSError as error:
                 say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
@@ -295,15 +347,15 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                         killed_for_grace = True
                     else:
                         wait = min(wait, max(0.01, kill_at - time.monotonic()))
-                info = signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, wait)
+                info = signal.sigtimedwait({*signals.taken, signal.SIGCHLD}, wait)
                 if info is None:
                     continue
                 if info.si_signo == signal.SIGCHLD:
                     if pid1:
                         _reap_orphans(child.pid)
                     continue
-                # A terminal's Ctrl-C reaches the whole process group: the component has it already.
-                deliver(info.si_signo, forward=info.si_code != _SI_KERNEL)
+                # A terminal's Ctrl-C reaches the whole foreground group: the component, in it, has it already.
+                deliver(info.si_signo, forward=not (at_a_terminal and info.si_code == _SI_KERNEL))
             ended_at = time.monotonic()
             stop_requested = stops > 0
             returncode = child.returncode
