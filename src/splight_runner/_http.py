@@ -188,6 +188,8 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     #: Seconds between two sweeps for idle and slow connections.
     sweep_interval = 0.5
+    #: Threads that answer requests whose head is whole, with ``limits`` (see :class:`FrontDoor`).
+    workers = 32
 
     def __init__(
         self,
@@ -201,6 +203,7 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
         self.owner = owner
         self.limits = limits
         self.connections = connections if connections is not None else OpenConnections()
+        self.front_door: FrontDoor | None = None
         self._next_sweep = 0.0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -241,8 +244,16 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
             self._next_sweep = time.monotonic() + self.sweep_interval
             self.connections.expire(limits)
 
-    def serve_in_background(self, name: str, poll_interval: float) -> threading.Thread:
-        """Serve on a started daemon thread (the dev-engine and the gateway both run this way)."""
+    def serve_in_background(self, name: str, poll_interval: float) -> threading.Thread | None:
+        """Serve on started daemon threads (the dev-engine and the gateway both run this way).
+
+        With ``limits`` the :class:`FrontDoor` serves (one selector thread, ``workers`` threads);
+        without, ``serve_forever`` with a thread per connection.
+        """
+        if self.limits is not None:
+            self.front_door = FrontDoor(self, self.limits, self.workers)
+            self.front_door.start()
+            return None
         thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": poll_interval}, name=name, daemon=True
         )
@@ -251,6 +262,10 @@ class ThreadedHTTPServer(ThreadingHTTPServer):
 
     def stop_background(self, thread: threading.Thread | None) -> None:
         """Undo :meth:`serve_in_background`: stop the loop, close the listening socket, wait for the thread."""
+        if self.front_door is not None:
+            self.front_door.stop()
+            self.server_close()
+            return
         self.shutdown()
         self.server_close()
         if thread is not None:
@@ -270,6 +285,13 @@ class ConnectionHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sys_version = ""
 
+    def __init__(self, request: Any, client_address: Any, server: Any, front: _Waiting | None = None) -> None:
+        #: Set when the :class:`FrontDoor` hands over one request whose head it already read.
+        self._front = front
+        #: After a front-door request: the connection may carry another one (it goes back to the door).
+        self.keep_alive = False
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
         # Headers and body may go out in separate writes: without this, Nagle's algorithm
         # holds the second one for the peer's delayed ACK (~40 ms per answer on Linux).
@@ -282,6 +304,22 @@ class ConnectionHandler(BaseHTTPRequestHandler):
         except BaseException:
             self.connection_closed()  # finish() is not called when setup fails
             raise
+        if self._front is not None:
+            self.rfile = _Prefixed(bytes(self._front.buffer), self.connection)  # type: ignore[assignment]
+            self.connection.settimeout(self.server.limits.read_timeout)
+
+    def handle(self) -> None:
+        if self._front is None:
+            super().handle()
+            return
+        # One request; the front door waits for the next one without a thread.
+        self.close_connection = True
+        BaseHTTPRequestHandler.handle_one_request(self)
+        self.keep_alive = not self.close_connection
+
+    def left_over(self) -> bytes:
+        """Bytes of the next request that arrived with this one (a pipelining client)."""
+        return self.rfile.left_over() if isinstance(self.rfile, _Prefixed) else b""
 
     def finish(self) -> None:
         try:
@@ -342,3 +380,276 @@ class ConnectionHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # each server reports what matters itself, one readable line each
+
+
+# -- the front door: many slow connections, few threads ----------------------------------------
+
+#: Largest request head (request line and headers) the front door waits for.
+MAX_HEAD = 64 * 1024
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class _Waiting:
+    """A connection whose next request head has not fully arrived (or that is idle between requests)."""
+
+    __slots__ = ("address", "buffer", "since", "sock")
+
+    def __init__(self, sock: socket.socket, address: Any, buffer: bytes = b"") -> None:
+        self.sock = sock
+        self.address = address
+        self.buffer = bytearray(buffer)
+        self.since = time.monotonic()
+
+
+class FrontDoor:
+    """One thread and one selector hold every connection until its request head has fully arrived.
+
+    Why: a thread per connection lets a crowd of clients that trickle their
+    headers (a byte every few seconds) hold every thread, while the collector's
+    real requests wait or are cut. Here a waiting connection costs a descriptor
+    and a small buffer; only a request whose head is whole reaches one of
+    ``workers`` threads, which answers that one request and hands a keep-alive
+    connection back. At the connection cap the connection that has waited
+    longest is closed for the newcomer (a trickling client before a collector,
+    whose requests arrive whole); a head still incomplete after
+    ``read_timeout``, or an idle keep-alive after ``idle_timeout``, is closed.
+    Nothing runs while nothing arrives: the selector waits for the next event or
+    the next expiry.
+    """
+
+    def __init__(self, server: ThreadedHTTPServer, limits: ConnectionLimits, workers: int) -> None:
+        import queue
+        import selectors
+
+        self._server = server
+        self._limits = limits
+        self._selector = selectors.DefaultSelector()
+        self._waiting: dict[socket.socket, _Waiting] = {}
+        self._ready: queue.Queue[_Waiting | None] = queue.Queue()
+        self._returned: queue.SimpleQueue[_Waiting] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self._working = 0
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._serve, name="front-door", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._work, name=f"front-door-worker-{n}", daemon=True) for n in range(workers)
+        ]
+
+    def start(self) -> None:
+        listener = self._server.socket
+        listener.setblocking(False)
+        self._selector.register(listener, 1, None)  # selectors.EVENT_READ
+        self._selector.register(self._wake_read, 1, "wake")
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        for _ in self._threads[1:]:
+            self._ready.put(None)
+        for thread in self._threads:
+            thread.join(5)
+        for waiting in list(self._waiting.values()):
+            self._drop(waiting)
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    # -- the selector thread ---------------------------------------------------------------
+    def _serve(self) -> None:
+        while not self._stopping:
+            timeout = self._next_expiry()
+            try:
+                events = self._selector.select(timeout)
+            except OSError:
+                return
+            for key, _ in events:
+                if key.data is None:
+                    self._accept()
+                elif key.data == "wake":
+                    with contextlib.suppress(OSError):
+                        self._wake_read.recv(4096)
+                else:
+                    self._read(key.data)
+            while not self._returned.empty():
+                self._watch(self._returned.get_nowait())
+            self._expire()
+
+    def _next_expiry(self) -> float | None:
+        if not self._waiting:
+            return None
+        return max(0.05, min(self._limits.read_timeout, self._limits.idle_timeout) / 4)
+
+    def _open(self) -> int:
+        return len(self._waiting) + self._working
+
+    def _accept(self) -> None:
+        while True:
+            if self._open() >= self._limits.max_connections and not self._evict_oldest():
+                return  # every connection is at work: newcomers wait in the backlog
+            try:
+                sock, address = self._server.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES and self._evict_oldest():
+                    continue
+                return
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._server.connections.opened(sock)
+            self._watch(_Waiting(sock, address))
+
+    def _watch(self, waiting: _Waiting) -> None:
+        try:
+            waiting.sock.setblocking(False)
+            self._selector.register(waiting.sock, 1, waiting)
+        except (OSError, ValueError, KeyError):
+            self._close(waiting.sock)
+            return
+        self._waiting[waiting.sock] = waiting
+        if _END_OF_HEAD in waiting.buffer:  # a pipelined request already here
+            self._dispatch(waiting)
+
+    def _evict_oldest(self) -> bool:
+        if not self._waiting:
+            return False
+        self._drop(min(self._waiting.values(), key=lambda waiting: waiting.since))
+        return True
+
+    def _read(self, waiting: _Waiting) -> None:
+        try:
+            data = waiting.sock.recv(MAX_HEAD)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(waiting)
+            return
+        if not waiting.buffer:
+            waiting.since = time.monotonic()  # a request begins: the read timeout runs from here
+        waiting.buffer += data
+        if _END_OF_HEAD in waiting.buffer:
+            self._dispatch(waiting)
+        elif len(waiting.buffer) > MAX_HEAD:
+            with contextlib.suppress(OSError):
+                waiting.sock.send(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
+            self._drop(waiting)
+
+    def _dispatch(self, waiting: _Waiting) -> None:
+        self._selector.unregister(waiting.sock)
+        del self._waiting[waiting.sock]
+        with self._lock:
+            self._working += 1
+        self._server.connections.mark(waiting.sock, WORKING)
+        self._ready.put(waiting)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        limits = self._limits
+        late = [
+            waiting
+            for waiting in self._waiting.values()
+            if now - waiting.since > (limits.read_timeout if waiting.buffer else limits.idle_timeout)
+        ]
+        for waiting in late:
+            self._drop(waiting)
+
+    def _drop(self, waiting: _Waiting) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(waiting.sock)
+        self._waiting.pop(waiting.sock, None)
+        self._close(waiting.sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        self._server.connections.closed(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    # -- the workers -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            waiting = self._ready.get()
+            if waiting is None:
+                return
+            keep = False
+            try:
+                waiting.sock.setblocking(True)
+                waiting.sock.settimeout(self._limits.read_timeout)
+                handler = self._server.RequestHandlerClass(waiting.sock, waiting.address, self._server, waiting)
+                keep = bool(getattr(handler, "keep_alive", False)) and not self._stopping
+            except Exception:
+                self._server.handle_error(waiting.sock, waiting.address)
+            finally:
+                with self._lock:
+                    self._working -= 1
+            if keep:
+                self._server.connections.mark(waiting.sock, WAITING)
+                self._returned.put(_Waiting(waiting.sock, waiting.address, handler.left_over()))
+                self._wake()
+            else:
+                self._close(waiting.sock)
+
+
+class _Prefixed:
+    """A request's input: the bytes the front door already read, then the socket, never read ahead.
+
+    What follows this request on the connection stays in the socket (or in
+    :meth:`left_over`), so the connection can go back to the front door whole.
+    """
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._buffer = bytearray(prefix)
+        self._sock = sock
+        self.closed = False
+
+    def _fill(self) -> bool:
+        data = self._sock.recv(65536)
+        if not data:
+            return False
+        self._buffer += data
+        return True
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 and (limit < 0 or end < limit):
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                return line
+            if 0 <= limit <= len(self._buffer) or not self._fill():
+                cut = len(self._buffer) if limit < 0 else min(limit, len(self._buffer))
+                line = bytes(self._buffer[:cut])
+                del self._buffer[:cut]
+                return line
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buffer) < size) and self._fill():
+            pass
+        cut = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        data = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        return data
+
+    def peek(self, size: int = 1) -> bytes:
+        if not self._buffer:
+            self._fill()
+        return bytes(self._buffer[:size])
+
+    def left_over(self) -> bytes:
+        return bytes(self._buffer)
+
+    def close(self) -> None:
+        self.closed = True

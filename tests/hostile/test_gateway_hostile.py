@@ -16,6 +16,7 @@ import resource
 import signal
 import socket
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -490,3 +491,71 @@ def test_the_property_gateway_still_delivers(
     assert gateway_for_properties.process.poll() is None
     assert post(gateway_for_properties.port, big_records(2000, 40))[0] == 200
     assert engine_for_properties.wait_for(lambda engine: len(engine.records) > 0)
+
+
+# -- a crowd of slow clients -------------------------------------------------------------------------
+
+
+def _trickle(port: int, count: int) -> tuple[list[socket.socket], threading.Event, threading.Thread]:
+    """``count`` connections that send a request head one byte at a time, a byte every 4 s each."""
+    slow = []
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.setblocking(False)
+            slow.append(sock)
+    stop = threading.Event()
+    head = b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+
+    def drip() -> None:
+        step = 0
+        while not stop.wait(4.0 / max(1, len(slow)) * 50):
+            for sock in slow[step % 50 :: 50]:
+                with contextlib.suppress(OSError):
+                    sock.send(head[(step // 50) % len(head) : (step // 50) % len(head) + 1])
+            step += 1
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    return slow, stop, thread
+
+
+@pytest.mark.parametrize("crowd", [300, pytest.param(2000, marks=pytest.mark.slow)])
+def test_a_crowd_of_trickling_clients_never_delays_a_real_request(crowd: int, dev_engine: DevEngine) -> None:
+    """300 trickling connections once reset 70 of 200 requests and delayed one by 62 s."""
+    request = _length_delimited(1, _length_delimited(1, _resource("C1")) + _length_delimited(2, b""))
+    with gateway_process(dev_engine) as gateway:
+        slow, stop, dripping = _trickle(gateway.port, crowd)
+        try:
+            time.sleep(2.0)
+            process = psutil.Process(gateway.process.pid)
+            latencies: list[float] = []
+            statuses: list[int] = []
+            lock = threading.Lock()
+
+            def send(_: int) -> None:
+                started = time.monotonic()
+                try:
+                    status, _, _ = post(gateway.port, request, timeout=10)
+                except OSError:
+                    status = 0
+                with lock:
+                    statuses.append(status)
+                    latencies.append(time.monotonic() - started)
+
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(20) as pool:
+                list(pool.map(send, range(200)))
+            threads = process.num_threads()
+            rss = process.memory_info().rss
+        finally:
+            stop.set()
+            dripping.join(10)
+            for sock in slow:
+                sock.close()
+    assert statuses == [200] * 200, sorted(set(statuses))
+    assert max(latencies) < 2.0, f"slowest request answered after {max(latencies):.2f} s"
+    assert threads < 80, f"{threads} threads with {crowd} slow connections"
+    assert rss < 200 << 20, f"{rss >> 20} MiB with {crowd} slow connections"
+    print(f"\n{crowd} trickling connections: 200 requests, slowest {max(latencies):.3f} s, {threads} threads")

@@ -54,8 +54,10 @@ inflated, a 16th for JSON); the request is walked on the wire
 at a time inside a delivery slot (:meth:`~splight_runner.gateway.plan.Plan.steps`);
 ``max_connections`` with idle and read timeouts (:class:`~splight_runner._http.ConnectionLimits`).
 
-Threads: ``ThreadingHTTPServer`` runs one thread per collector connection.
-:class:`EngineClient` is not thread-safe, so each request borrows a client from
+Threads: one front-door thread holds every connection until its request head is whole
+(:class:`~splight_runner._http.FrontDoor`), and a bounded pool of workers answers those
+requests: a crowd of clients that trickle their headers costs descriptors, not threads, and
+never delays the collector's requests. :class:`EngineClient` is not thread-safe, so each request borrows a client from
 a small pool (one client per thread at a time, the Engine keep-alive
 connection reused by the next request) rather than a thread-local one, which
 would leave one idle Engine connection behind for every collector connection
@@ -146,9 +148,11 @@ DEFAULT_MAX_CONCURRENT = 16
 KEEPALIVE_TIMEOUT = 90.0
 #: A request's line, headers and body must arrive within this long (slow clients are cut).
 READ_TIMEOUT = 30.0
-#: Open collector connections at most (a collector uses a few); at the cap the longest-idle
-#: one is closed for a newcomer. Lowered to keep FD_RESERVE descriptors free under ``ulimit -n``.
-DEFAULT_MAX_CONNECTIONS = 128
+#: Open client connections at most; at the cap the one that has waited longest for a request
+#: is closed for a newcomer. A waiting connection costs a descriptor and a small buffer, no thread
+#: (``_http.FrontDoor``), so the cap is high; lowered to keep FD_RESERVE descriptors free under
+#: ``ulimit -n`` (whose soft limit the gateway raises to the hard one).
+DEFAULT_MAX_CONNECTIONS = 4096
 #: File descriptors kept free beyond the collector connections: Engine connections
 #: (``max_concurrent``) come on top of this.
 FD_RESERVE = 32
@@ -157,6 +161,16 @@ LOGS_PATH = "/v1/logs"
 HEALTH_PATH = "/healthz"
 
 _MISSING_ID = f"log records without the resource attribute {records.RESOURCE_COMPONENT_ID}"
+
+
+def _raise_open_files_limit() -> None:
+    """The soft ``RLIMIT_NOFILE`` up to the hard one: connections waiting at the front door cost a descriptor."""
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class _ClientPool:
@@ -354,6 +368,7 @@ class Gateway:
         self._delivered = Delivered(dedup_entries)
         self._last_status = LastStatus(dedup_entries)
         self._slots = threading.BoundedSemaphore(max(1, max_concurrent))
+        self._max_concurrent = max(1, max_concurrent)
         self._voice = _Voice(out)
         self._stats = GatewayStats()
         self._stats_lock = threading.Lock()
@@ -361,6 +376,7 @@ class Gateway:
         self._connections = OpenConnections()
         if max_connections < 1:
             raise ValueError("max_connections must be positive")
+        _raise_open_files_limit()
         self.limits = ConnectionLimits(
             max_connections=connection_cap(max_connections, FD_RESERVE + max(1, max_concurrent)),
             idle_timeout=idle_timeout,
@@ -389,6 +405,7 @@ class Gateway:
             return self
         server = _Server((self.host, self.port), _Handler, self, limits=self.limits, connections=self._connections)
         self.port = int(server.server_address[1])
+        server.workers = max(32, 2 * self._max_concurrent)
         self._server = server
         self._thread = server.serve_in_background(f"splight-gateway:{self.port}", poll_interval=0.1)
         return self
