@@ -70,6 +70,8 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self.export_timeout = (export_timeout_millis or delivery.export_timeout_ms) / 1000
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
+        #: Drain without waiting for the schedule delay (a full batch, a status, a flush).
+        self._urgent = False
         self._exit_deadline: ExitDeadline | None = None
         self._shutdown = False
         #: Shared with the capture intake (see component.configuration) so one report covers both queues.
@@ -140,7 +142,10 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._queued_bytes += _size(log_record)
         queue.append(log_record)
         if is_status or len(queue) >= self._batch_size:
+            self._urgent = True
             self._wake.set()
+        elif len(queue) == 1:
+            self._wake.set()  # the first record of a batch starts its schedule delay
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything queued before this call has been handled by the worker."""
@@ -153,6 +158,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         timeout = self.export_timeout if timeout_millis is None else timeout_millis / 1000
         self.final_flush(time.monotonic() + timeout)
         self._shutdown = True
+        self._urgent = True
         self._wake.set()
         self._exporter.shutdown()
 
@@ -184,6 +190,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def _flush_marker(self) -> FlushMarker:
         marker = FlushMarker()
         self._queue.append(marker)
+        self._urgent = True
         self._wake.set()
         self._exporter.hurry()
         return marker
@@ -191,8 +198,15 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     # --- worker ------------------------------------------------------------------
     def _run(self) -> None:
         while not self._shutdown:
-            self._wake.wait(self._delay)
+            # A timer only while a batch waits: with nothing queued this thread sleeps until a record
+            # arrives, then the batch waits its schedule delay (a full batch, a status or a flush cut it
+            # short). An idle component costs this thread nothing.
+            if not self._queue and not self._urgent:
+                self._wake.wait()
+            if not self._urgent:
+                self._wake.wait(self._delay)
             self._wake.clear()
+            self._urgent = False
             self._drain()
 
     def _drain(self) -> None:
@@ -255,4 +269,5 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         )
         self._queued_bytes += _size(report_record)
         self._queue.appendleft(report_record)
+        self._urgent = True
         self._wake.set()

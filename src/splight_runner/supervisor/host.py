@@ -78,6 +78,10 @@ class PipelineHost:
         self._listener.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
+        #: Written by :meth:`finish` so that the reader, blocked until something arrives, sees the stop.
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         self._connections: dict[int, _Connection] = {}
         self.connections_seen = 0
         self._max_intake = max_intake_bytes
@@ -142,9 +146,10 @@ class PipelineHost:
         while True:
             draining = draining or not self._reading
             try:
-                events = selector.select(0 if draining else 0.05)
+                events = selector.select(0 if draining else None)
             except OSError:
                 break
+            events = [(key, mask) for key, mask in events if key.data != "wake"]
             for key, _ in events:
                 if key.data is None:
                     self._accept()
@@ -294,7 +299,8 @@ class PipelineHost:
             while True:
                 with self._intake_ready:
                     while not self._intake and not self._input_ended.is_set() and not self._fed_to_the_end:
-                        self._intake_ready.wait(0.2)
+                        # Every change of these three notifies: nothing runs here while nothing arrives.
+                        self._intake_ready.wait()
                     if self._fed_to_the_end or not self._intake:
                         break
                     items, size = self._intake.popleft()
@@ -353,6 +359,8 @@ class PipelineHost:
         while self._connections and time.monotonic() < min(eof_by, deadline.at):
             time.sleep(0.01)
         self._reading = False
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
         deadline.join(self._reader)
         self._reader.join(_COUNT_TIME + 0.05)  # past the deadline, only the bounded count of what is left
         deadline.wait(self._pipeline_ready.wait)

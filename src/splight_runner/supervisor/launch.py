@@ -337,7 +337,8 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             for signum in signals.early:
                 deliver(signum, forward=True)
             while child.poll() is None:
-                wait = 1.0
+                # Blocked until a signal (SIGCHLD included) unless the stop grace runs: nothing runs meanwhile.
+                wait: float | None = None
                 if stop_deadline is not None and not killed_for_grace:
                     kill_at = stop_deadline - reserve
                     if time.monotonic() >= kill_at:
@@ -346,8 +347,9 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                             child.kill()
                         killed_for_grace = True
                     else:
-                        wait = min(wait, max(0.01, kill_at - time.monotonic()))
-                info = signal.sigtimedwait({*signals.taken, signal.SIGCHLD}, wait)
+                        wait = max(0.01, kill_at - time.monotonic())
+                waited = {*signals.taken, signal.SIGCHLD}
+                info = signal.sigwaitinfo(waited) if wait is None else signal.sigtimedwait(waited, wait)
                 if info is None:
                     continue
                 if info.si_signo == signal.SIGCHLD:
