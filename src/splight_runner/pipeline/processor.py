@@ -203,6 +203,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
             # short). An idle component costs this thread nothing.
             if not self._queue and not self._urgent:
                 self._wake.wait()
+                self._wake.clear()  # that wake was the batch's first record: its delay starts now
             if not self._urgent:
                 self._wake.wait(self._delay)
             self._wake.clear()

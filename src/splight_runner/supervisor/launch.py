@@ -151,9 +151,42 @@ def build_pipeline(spec: PipelineSpec) -> Any:
     )
 
 
-def _parent_death_signal(*, own_group: bool = False) -> Any:
+class _GroupLeader:
+    """A process group for the component that the component does not lead.
+
+    Why not simply ``setpgid(0, 0)`` in the component: a process group leader
+    cannot call ``setsid()``, and daemonizing code does (without the runner the
+    component is not a leader, so it can). So a tiny forked process leads the
+    group, the component joins it before its ``exec``, and the leader then exits;
+    the group lives on with the component in it.
+    """
+
+    def __init__(self) -> None:
+        read, self._write = os.pipe()
+        pid = os.fork()  # the runner has no other thread yet
+        if pid == 0:
+            try:
+                os.close(self._write)
+                with contextlib.suppress(OSError):
+                    os.setpgid(0, 0)
+                os.read(read, 1)  # until the runner lets go
+            finally:
+                os._exit(0)
+        os.close(read)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # whichever of the two runs first
+        self.pgid = self._pid = pid
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._write)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+
+
+def _parent_death_signal(*, group: int | None = None) -> Any:
     """A ``preexec_fn`` that makes the kernel send SIGTERM to the component if the runner dies (Linux),
-    and with ``own_group`` puts it in a process group of its own."""
+    and with ``group`` puts it in that process group."""
     try:
         import ctypes
 
@@ -164,8 +197,11 @@ def _parent_death_signal(*, own_group: bool = False) -> Any:
     runner = os.getpid()
 
     def set_parent_death_signal() -> None:
-        if own_group:
-            os.setpgid(0, 0)
+        if group is not None:
+            try:
+                os.setpgid(0, group)
+            except OSError:
+                os.setpgid(0, 0)  # the leader is gone: a group of its own is the next best
         prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != runner:  # the runner died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
@@ -293,13 +329,17 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 # gets a process group of its own: a signal sent to the runner's group then reaches the
                 # runner alone, which forwards it once. At a terminal it shares the runner's group, so the
                 # terminal's keys reach it as they would without the runner (and are not forwarded).
-                own_group = not at_a_terminal
-                child = subprocess.Popen(
-                    launch.argv,
-                    cwd=launch.cwd,
-                    env=env,
-                    preexec_fn=_parent_death_signal(own_group=own_group),
-                )
+                leader = None if at_a_terminal else _GroupLeader()
+                try:
+                    child = subprocess.Popen(
+                        launch.argv,
+                        cwd=launch.cwd,
+                        env=env,
+                        preexec_fn=_parent_death_signal(group=leader.pgid if leader else None),
+                    )
+                finally:
+                    if leader is not None:
+                        leader.release()
             except OSError as error:
                 say(f"cannot start {launch.argv[0]}: {error.strerror or error}")
                 return 127 if isinstance(error, FileNotFoundError) else 126
