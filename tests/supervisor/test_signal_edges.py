@@ -18,8 +18,8 @@ CLEANUP = """
     import logging, signal, sys, time
     log = logging.getLogger("app")
     print("hup", signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, flush=True)
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)
         while True:
             time.sleep(0.05)
     except KeyboardInterrupt:
