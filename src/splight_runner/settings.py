@@ -314,12 +314,20 @@ OTLP_DEFAULT_PROTOCOL = "http/protobuf"
 GRPC_EXTRA = "splight-runner[grpc]"
 
 
-def otlp_grpc_problem(env: Mapping[str, str] | None = None) -> str | None:
-    """The one line when the logs are to go out as OTLP over gRPC and that exporter is not installed."""
+def otlp_grpc_problem(
+    env: Mapping[str, str] | None = None, exporters: str = env_names.OTEL_LOGS_EXPORTER
+) -> str | None:
+    """The one line when the signal of ``exporters`` (an ``OTEL_*_EXPORTER`` variable; logs by default)
+    is to go out as OTLP over gRPC and that exporter is not installed.
+
+    Every signal is asked about under ``opentelemetry-instrument``: there one signal's missing exporter
+    makes upstream's set-up fail for all, the Splight Engine's records included.
+    """
     env = os.environ if env is None else env
-    if "otlp" not in exporter_names(env_names.OTEL_LOGS_EXPORTER, "splight", env):
+    _, signal_protocol, default = next(signal for signal in env_names.OTLP_SIGNALS if signal[0] == exporters)
+    if "otlp" not in exporter_names(exporters, default, env):
         return None
-    variable = env_names.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL
+    variable = signal_protocol
     if not env.get(variable):
         variable = env_names.OTEL_EXPORTER_OTLP_PROTOCOL
     if (env.get(variable) or OTLP_DEFAULT_PROTOCOL).strip().lower() != "grpc":

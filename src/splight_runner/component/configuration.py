@@ -217,13 +217,17 @@ def _configure_sdk(kwargs: dict[str, Any]) -> None:
     records.send_historical_fields_only(config.historical_record_fields())
     process_id, id_problem = _adopt_process_id()
     log_exporters = _checked_exporters_in_process(names.OTEL_LOGS_EXPORTER, "splight")
-    grpc_problem = config.otlp_grpc_problem()
-    if grpc_problem is not None:
-        say(f"{grpc_problem}; otlp left out")
-        log_exporters = [name for name in log_exporters if name != "otlp"]
-        os.environ[names.OTEL_LOGS_EXPORTER] = ",".join(log_exporters) or "none"
     _checked_exporters_in_process(names.OTEL_TRACES_EXPORTER, "none")
     _checked_exporters_in_process(names.OTEL_METRICS_EXPORTER, "none")
+    # Every signal: one OTLP/gRPC exporter missing would fail upstream's set-up for all of them.
+    for variable, _, default in names.OTLP_SIGNALS:
+        grpc_problem = config.otlp_grpc_problem(exporters=variable)
+        if grpc_problem is not None:
+            say(f"{grpc_problem}; otlp left out")
+            kept = [name for name in config.exporter_names(variable, default) if name != "otlp"]
+            os.environ[variable] = ",".join(kept) or "none"
+            if variable == names.OTEL_LOGS_EXPORTER:
+                log_exporters = [name for name in log_exporters if name != "otlp"]
     if "splight" in log_exporters:
         problem = _splight_exporter_problem(process_id, id_problem)
         if problem is not None:
