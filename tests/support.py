@@ -217,3 +217,20 @@ def bare_venv(python: str, folder: Path) -> Path:
     """A virtualenv of ``python`` with nothing installed in it (not even pip); its interpreter."""
     subprocess.run([python, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True, timeout=120)
     return folder / "bin" / "python"
+
+
+#: The bin/ folder of the Python running the tests (its ``opentelemetry-instrument``).
+BIN = Path(sys.executable).parent
+
+
+def instrument(main: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument python main.py`` in ``main``'s folder, this venv's tools first on PATH."""
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "python", main.name],
+        cwd=main.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -269,15 +269,10 @@ def test_nothing_but_the_bootstrap_is_imported_by_the_bootstrap() -> None:
 
 
 _STDLIB_ONLY_PROBE = """
-import importlib.util, os, sys
-folder = os.path.join(sys.argv[1], "splight_capture")
-spec = importlib.util.spec_from_file_location(
-    "splight_capture", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
-package = importlib.util.module_from_spec(spec)
-sys.modules["splight_capture"] = package
-spec.loader.exec_module(package)
+import importlib, os, runpy, sys
 before = set(sys.modules)
-import importlib
+runpy.run_path(os.path.join(sys.argv[1], "sitecustomize.py"))["_load_capture"]()  # the bootstrap's own loader
+folder = os.path.join(sys.argv[1], "splight_capture")
 for file in sorted(os.listdir(folder)):
     if file.endswith(".py") and file != "__init__.py":
         importlib.import_module("splight_capture." + file[:-3])

@@ -10,21 +10,16 @@ refusal, exit 2, is tested from a plain install in tests/test_install.py.)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
 
 from otlp_sink import OtlpSink
 from splight_runner.engine.records import STATUS_EVENT_NAME
-from support import engine_env, run_component, write_component
+from support import engine_env, instrument, run_component, write_component
 
 pytestmark = pytest.mark.component_facing
 
-BIN = Path(sys.executable).parent
 
 APP = """
 import logging
@@ -43,18 +38,6 @@ needs_no_grpc_extra = pytest.mark.skipif(
 )
 
 
-def _instrument(main: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), "python", main.name],
-        cwd=main.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("via", ["run-component", "opentelemetry-instrument"])
 def test_otlp_without_a_protocol_is_http_for_logs_and_spans(dev_engine, tmp_path, via):
     """The sink speaks only OTLP/HTTP: with gRPC chosen, nothing would reach it."""
@@ -64,7 +47,7 @@ def test_otlp_without_a_protocol_is_http_for_logs_and_spans(dev_engine, tmp_path
             dev_engine, COMPONENT_ID="C1", OTEL_LOGS_EXPORTER="splight,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint
         )
         assert not any(name.endswith("_PROTOCOL") for name in env if name.startswith("OTEL_"))
-        done = run_component(main, env) if via == "run-component" else _instrument(main, env)
+        done = run_component(main, env) if via == "run-component" else instrument(main, env)
         assert done.returncode == 0, done.stderr
         assert "component ran" in done.stdout
         assert sink.wait_for(lambda s: s.spans and any(log.event_name == STATUS_EVENT_NAME for log in s.logs))
@@ -84,7 +67,7 @@ def test_opentelemetry_instrument_says_grpc_needs_the_extra_and_still_ships_to_t
         OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
     )
-    done = _instrument(main, env)
+    done = instrument(main, env)
     assert done.returncode == 0, done.stderr
     assert "component ran" in done.stdout
     said = [line for line in done.stderr.splitlines() if "splight-runner[grpc]" in line]

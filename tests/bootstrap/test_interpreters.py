@@ -125,3 +125,42 @@ def test_every_exit_path_hands_over_on_the_oldest_cpythons(minor, how, code, sta
     assert runner.returncode == code, err
     assert f"last words on {minor}" in by_message(dev_engine.records)
     assert dev_engine.statuses == [("C1", status)]
+
+
+def test_an_interpreter_the_bootstrap_does_not_capture_in_is_one_line(dev_engine, tmp_path):
+    """CPython 3.7 (where the machine has one): the component runs, unshipped, and says so once."""
+    python = find_cpython("3.7")
+    if python is None:
+        pytest.skip("no CPython 3.7 on this machine")
+    main = write_component(tmp_path / "app", "print('ran on 3.7')\n")
+
+    run = run_component(main, engine_env(dev_engine, SPLIGHT_RUNNER_PYTHON=python))
+
+    assert run.returncode == 0 and run.stdout == "ran on 3.7\n"
+    said = [line for line in run.stderr.splitlines() if line.startswith("splight-runner:")]
+    assert said[0].startswith("splight-runner: this interpreter (cpython 3.7.")
+    assert said[0].endswith(
+        "is not one splight-runner captures in (CPython 3.8 or newer); the component runs unshipped"
+    )
+
+
+@pytest.mark.parametrize(("minor", "loads"), [("3.8", True), ("3.7", False)])
+def test_check_says_which_python_and_whether_it_loads_the_bootstrap(minor, loads, dev_engine, tmp_path):
+    python = find_cpython(minor)
+    if python is None:
+        pytest.skip(f"no CPython {minor} on this machine")
+    done = subprocess.run(
+        [*RUNNER, "check"],
+        env=engine_env(dev_engine, SPLIGHT_RUNNER_PYTHON=python),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"Python:       {python} (named by SPLIGHT_RUNNER_PYTHON)" in done.stdout
+    if loads:
+        assert done.returncode == 0, done.stderr
+        assert f"CPython {minor}." in done.stdout and "loads the bootstrap (channel format 1)" in done.stdout
+    else:
+        assert done.returncode == 1
+        assert "the bootstrap captures in CPython 3.8 or newer only" in done.stdout
+        assert "the component's Python cannot load the bootstrap" in done.stderr

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from otlp_sink import OtlpSink
 from splight_runner.engine.records import STATUS_EVENT_NAME
-from support import ACCESS_ID, RUNNER, SECRET_KEY, engine_env, run_component, write_component
+from support import ACCESS_ID, BIN, RUNNER, SECRET_KEY, engine_env, instrument, run_component, write_component
 
 pytestmark = pytest.mark.component_facing
 
-BIN = Path(sys.executable).parent
 
 APP = """
 import logging
@@ -34,18 +32,6 @@ hidden.error("unregistered", extra={"tags": "RUNTIME"})
 """
 
 
-def _instrument(main: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), "python", main.name],
-        cwd=main.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def _span_ids(stdout: str) -> tuple[str, str]:
     line = next(line for line in stdout.splitlines() if line.startswith("span "))
     _, trace_id, span_id = line.split()
@@ -54,7 +40,7 @@ def _span_ids(stdout: str) -> tuple[str, str]:
 
 def test_opentelemetry_instrument_ships_like_run_component(dev_engine, tmp_path):
     main = write_component(tmp_path, APP)
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: e.statuses)
     via_instrument = dev_engine.records
@@ -76,7 +62,7 @@ def test_opentelemetry_instrument_ships_like_run_component(dev_engine, tmp_path)
 
 def test_otel_python_distro_selects_splight(dev_engine, tmp_path):
     main = write_component(tmp_path, APP)
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_DISTRO="splight"))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_DISTRO="splight"))
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: len(e.records) >= 3)
 
@@ -106,7 +92,7 @@ def test_splight_and_otlp_fan_out_gets_the_same_records_without_credentials(dev_
             OTEL_SERVICE_NAME="pump-controller",
             OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test,team=grid",
         )
-        done = run_component(main, env) if via == "run-component" else _instrument(main, env)
+        done = run_component(main, env) if via == "run-component" else instrument(main, env)
         assert done.returncode == 0, done.stderr
         assert dev_engine.wait_for(lambda e: e.statuses)
         # The final status is the pipeline's last record, to every exporter: OTLP sees it in both ways.
@@ -154,7 +140,7 @@ def test_exactly_one_capture_path(dev_engine, tmp_path, extra):
             logging.getLogger("app").info("record %d", i)
         """,
     )
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: e.statuses)
     assert [r["message"] for r in dev_engine.records] == [f"record {i}" for i in range(50)]
@@ -184,7 +170,7 @@ def test_run_command_with_console_exporter(tmp_path):
 def test_without_credentials_instrument_mode_says_one_line_and_the_component_runs(tmp_path):
     main = write_component(tmp_path, "print('component ran')\n")
     env = {"PATH": os.environ["PATH"], "COMPONENT_ID": "C1", "SPLIGHT_RUNNER_SECRETS_DIR": "/nonexistent"}
-    done = _instrument(main, env)
+    done = instrument(main, env)
     assert done.returncode == 0
     assert done.stdout == "component ran\n"
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -202,7 +188,7 @@ def test_log_correlation_still_injects_trace_ids_into_the_components_format(dev_
             print("trace id injected:", getattr(record, "otelTraceID", "0") != "0")
         """,
     )
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_LOG_CORRELATION="true"))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", OTEL_PYTHON_LOG_CORRELATION="true"))
     assert done.returncode == 0, done.stderr
     assert "trace id injected: True" in done.stdout
     assert dev_engine.wait_for(lambda e: e.statuses)
@@ -244,7 +230,7 @@ def test_default_configuration_builds_what_upstreams_setup_builds(dev_engine, tm
         if runner == "run-component":
             done = run_component(main, env)
         else:
-            done = _instrument(main, {**env, "COMPONENT_ID": "C1"})
+            done = instrument(main, {**env, "COMPONENT_ID": "C1"})
         assert done.returncode == 0, done.stderr
         assert dev_engine.wait_for(lambda e: e.statuses)
         report = json.loads(done.stdout.splitlines()[0])
@@ -329,7 +315,7 @@ def test_instrument_a_malformed_argument_id_is_one_line_and_the_component_runs(d
 )
 def test_instrument_a_configuration_mistake_is_one_line_and_the_rest_still_ships(dev_engine, tmp_path, extra, named):
     main = write_component(tmp_path, ONE_RECORD)
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1", **extra))
     assert done.returncode == 0
     assert done.stdout == "C1\n"
     lines = done.stderr.splitlines()
@@ -362,7 +348,7 @@ def test_log_correlation_changes_neither_the_components_handlers_nor_its_output(
     def run(**extra: str) -> tuple[str, str]:
         dev_engine.clear()
         env = engine_env(dev_engine, **extra)
-        done = run_component(main, env) if via == "run-component" else _instrument(main, {**env, "COMPONENT_ID": "C1"})
+        done = run_component(main, env) if via == "run-component" else instrument(main, {**env, "COMPONENT_ID": "C1"})
         assert done.returncode == 0, done.stderr
         assert dev_engine.wait_for(lambda e: e.statuses)
         assert [r["message"] for r in dev_engine.records] == ["before any span", "inside a span"]
@@ -391,7 +377,7 @@ with trace.get_tracer("t").start_as_current_span("work"):
 def test_historical_record_fields_sends_only_the_eight_fields(dev_engine, tmp_path, via):
     main = write_component(tmp_path, SPAN_RECORDS)
     env = engine_env(dev_engine, SPLIGHT_RUNNER_RECORD_FIELDS="historical")
-    done = run_component(main, env) if via == "run-component" else _instrument(main, {**env, "COMPONENT_ID": "C1"})
+    done = run_component(main, env) if via == "run-component" else instrument(main, {**env, "COMPONENT_ID": "C1"})
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: e.statuses)
     historical = ["sender_type", "id", "name", "message", "loglevel", "filename", "traceback", "tags"]
@@ -415,7 +401,7 @@ def test_instrument_a_forked_child_ships_its_own_records_quietly(dev_engine, tmp
         log.warning("parent after")
         """,
     )
-    done = _instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
+    done = instrument(main, engine_env(dev_engine, COMPONENT_ID="C1"))
     assert done.returncode == 0, done.stderr
     assert dev_engine.wait_for(lambda e: e.statuses)
     assert sorted(r["message"] for r in dev_engine.records) == ["child", "parent after", "parent before"]

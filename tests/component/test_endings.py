@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support import engine_env, write_component
+from support import engine_env, instrument, write_component
 
 pytestmark = pytest.mark.component_facing
 
-BIN = Path(sys.executable).parent
-
 
 def _instrument(main: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "COMPONENT_ID": "C1"}
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), "python", main.name],
-        cwd=main.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return instrument(main, {**env, "COMPONENT_ID": "C1"})
 
 
 @pytest.mark.parametrize(

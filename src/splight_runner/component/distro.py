@@ -28,7 +28,7 @@ from opentelemetry.instrumentation.distro import BaseDistro
 
 from splight_runner import environment as names
 from splight_runner import settings as config
-from splight_runner.bootstrap.splight_capture.instrumentation import logging_instrumentor_kwargs
+from splight_runner.bootstrap.splight_capture.instrumentation import instrumentor_kwargs
 from splight_runner.diagnostics import say
 
 SPLIGHT = "splight"
@@ -61,13 +61,11 @@ class SplightDistro(BaseDistro):
         logging.getLogger(_UPSTREAM_LOADER_LOGGER).addFilter(_OtherConfiguratorsSkipped())
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-        if entry_point.name == "logging":
-            # One rule for both ways in (see the bootstrap's instrumentation module).
-            wanted = logging_instrumentor_kwargs(kwargs)
-            if wanted is None:
-                return
-            kwargs = wanted
-        super().load_instrumentor(entry_point, **kwargs)
+        # One rule for both ways in (the bootstrap's instrumentation module): the logging one only for
+        # log correlation, never its handler.
+        wanted = instrumentor_kwargs(entry_point, kwargs)
+        if wanted is not None:
+            super().load_instrumentor(entry_point, **wanted)
 
 
 class SplightConfigurator:

@@ -84,17 +84,13 @@ def component_interpreter(option: str | None, env: Mapping[str, str]) -> Interpr
     return Interpreter(sys.executable, "the runner's own interpreter (installed next to the component)")
 
 
-#: Run by ``check`` in the component's interpreter: loads the bootstrap's package as ``sitecustomize`` does.
+#: Run by ``check`` in the component's interpreter: the bootstrap's own ``sitecustomize`` loads its package.
 _PROBE = """
-import importlib.util, os, platform, sys
-folder = os.path.join(sys.argv[1], "splight_capture")
-spec = importlib.util.spec_from_file_location(
-    "splight_capture", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
-package = importlib.util.module_from_spec(spec)
-sys.modules["splight_capture"] = package
-spec.loader.exec_module(package)
-from splight_capture import startup, wire
-print(platform.python_implementation(), platform.python_version(), wire.VERSION)
+import platform, runpy, sys
+print(platform.python_implementation(), platform.python_version(), flush=True)
+runpy.run_path(sys.argv[1] + "/sitecustomize.py")["_load_capture"]()
+from splight_capture import wire
+print(wire.VERSION)
 """
 
 
@@ -113,11 +109,13 @@ def probe(interpreter: str, bootstrap_dir: str, timeout: float = 20.0) -> tuple[
     except (OSError, subprocess.SubprocessError) as error:
         return False, f"cannot run it ({error})"
     words = done.stdout.split()
+    if len(words) < 2:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"cannot run it ({last})"
+    implementation, version = words[:2]
+    if implementation != "CPython" or tuple(int(part) for part in version.split(".")[:2]) < (3, 8):
+        return False, f"{implementation} {version}: the bootstrap captures in CPython 3.8 or newer only"
     if done.returncode != 0 or len(words) != 3:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, f"cannot load the bootstrap ({last})"
-    implementation, version, channel = words
-    supported = implementation == "CPython" and tuple(int(part) for part in version.split(".")[:2]) >= (3, 8)
-    if not supported:
-        return False, f"{implementation} {version}: the bootstrap captures in CPython 3.8 or newer only"
-    return True, f"{implementation} {version}, loads the bootstrap (channel format {channel})"
+        return False, f"{implementation} {version}, cannot load the bootstrap ({last})"
+    return True, f"{implementation} {version}, loads the bootstrap (channel format {words[2]})"

@@ -24,8 +24,10 @@ def log_correlation() -> bool:
     return os.environ.get(names.OTEL_PYTHON_LOG_CORRELATION, "").strip().lower() == "true"
 
 
-def logging_instrumentor_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    """The keyword arguments to load the ``logging`` instrumentor with; None: do not load it."""
+def instrumentor_kwargs(entry_point: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments to load ``entry_point``'s instrumentor with; None: do not load it."""
+    if entry_point.name != "logging":
+        return kwargs
     if not log_correlation():
         return None
     return dict(kwargs, enable_log_auto_instrumentation=False, set_logging_format=False, inject_trace_context=True)
@@ -47,11 +49,8 @@ def load() -> None:
             pass
 
         def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-            if entry_point.name == "logging":
-                wanted = logging_instrumentor_kwargs(kwargs)
-                if wanted is None:
-                    return
-                kwargs = wanted
-            super().load_instrumentor(entry_point, **kwargs)
+            wanted = instrumentor_kwargs(entry_point, kwargs)
+            if wanted is not None:
+                super().load_instrumentor(entry_point, **wanted)
 
     _load_instrumentors(_Distro())
