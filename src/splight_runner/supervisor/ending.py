@@ -109,8 +109,8 @@ def _top_process(folder: str) -> int | None:
     """The pid whose tail is in ``folder``: only the component's top process keeps one."""
     found = []
     for name in os.listdir(folder) if os.path.isdir(folder) else ():
-        kind, _, pid = name.partition("-")
-        if kind == "stderr" and pid.isdigit():
+        pid = name[len(tail.STDERR_PREFIX) :] if name.startswith(tail.STDERR_PREFIX) else ""
+        if pid.isdigit():
             found.append((os.path.getmtime(os.path.join(folder, name)), int(pid)))
     return max(found)[1] if found else None
 

@@ -384,7 +384,7 @@ class PipelineHost:
         """Records the component's processes could not write before they ended (their own count)."""
         total = 0
         for name in os.listdir(self.folder):
-            if name.startswith("unsent-"):
+            if name.startswith(wire.UNSENT_PREFIX):
                 with contextlib.suppress(OSError, ValueError), open(os.path.join(self.folder, name)) as file:
                     total += int(file.read().strip() or 0)
         return total

@@ -35,8 +35,12 @@ SIZE = 8192
 _HEADER = struct.Struct("<Q")  # bytes ever written: the ring's next position is that modulo SIZE
 
 
+#: Files ``<folder>/stderr-<pid>``: the top process's stderr ring (only the top process keeps one).
+STDERR_PREFIX = "stderr-"
+
+
 def stderr_file(folder: str, pid: int) -> str:
-    return os.path.join(folder, f"stderr-{pid}")
+    return os.path.join(folder, f"{STDERR_PREFIX}{pid}")
 
 
 def fault_file(folder: str, pid: int) -> str:

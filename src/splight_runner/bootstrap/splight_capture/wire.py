@@ -114,14 +114,13 @@ def hello_size(fixed: bytes) -> int:
     return HELLO_FIXED + size
 
 
-def hello_text(data: bytes) -> str:
-    """What a hello says of its sender."""
-    return data[HELLO_FIXED:].decode("ascii", "replace")
+#: Files ``<folder>/unsent-<pid>``: how many records a process ended with and could not write.
+UNSENT_PREFIX = "unsent-"
 
 
 def unsent_file(folder: str, pid: int) -> str:
     """Where a process that ends with records it could not write says how many (see ``Channel.close``)."""
-    return os.path.join(folder, f"unsent-{pid}")
+    return os.path.join(folder, f"{UNSENT_PREFIX}{pid}")
 
 
 def frame_header(size: int) -> bytes:
