@@ -59,7 +59,7 @@ def test_gnu_timeout_stops_the_component_once(dev_engine, tmp_path):
     main = write_component(tmp_path / "app", CLEANUP)
 
     done = subprocess.run(
-        ["timeout", "-s", "INT", "2", *RUNNER, "run-component", str(main), "--component-id=C1"],
+        ["timeout", "-s", "INT", "6", *RUNNER, "run-component", str(main), "--component-id=C1"],
         env=engine_env(dev_engine),
         capture_output=True,
         text=True,
