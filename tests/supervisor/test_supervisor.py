@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -216,6 +217,7 @@ def test_a_second_stop_signal_kills_a_component_that_ignores_the_first(dev_engin
         wait_for_line(proc.stdout, "ready")
         proc.send_signal(signal.SIGTERM)
         wait_for_line(proc.stdout, "ignoring SIGTERM")  # the first one was forwarded
+        time.sleep(0.3)  # a second stop, not the same one sent two ways (within 50 ms it would be one)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGKILL
         _, err = proc.communicate()

@@ -39,6 +39,8 @@ from splight_runner.supervisor.ending import OomWatch, last_words
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds within which a second copy of the same signal is the same signal (see ``supervise``).
+SAME_SIGNAL_WINDOW = 0.05
 _SI_KERNEL = 0x80  # si_code of a signal the kernel generated (terminal keys), not kill(2)
 
 #: The folder put first on the component's PYTHONPATH: the bootstrap ``sitecustomize`` and its
@@ -357,8 +359,18 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
             # Of the stop grace, what is kept for the last records and the final status after the component ends.
             reserve = min(launch.export_timeout, launch.stop_grace / 4)
 
+            last_signal = (0, -1.0)
+
             def deliver(signum: int, forward: bool) -> None:
-                nonlocal stops, stop_deadline
+                nonlocal stops, stop_deadline, last_signal
+                now = time.monotonic()
+                previous, last_signal = last_signal, (signum, now)
+                if previous[0] == signum and now - previous[1] < SAME_SIGNAL_WINDOW:
+                    # The same signal twice within moments is one signal sent two ways (GNU `timeout`
+                    # signals its child and then its whole group): what the kernel would have merged
+                    # had the first still been pending. Forwarding it again would interrupt the
+                    # component's own clean-up; counting it would make it a second stop.
+                    return
                 if signum in STOP_SIGNALS:
                     stops += 1
                     if stop_deadline is None:
