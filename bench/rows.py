@@ -500,6 +500,70 @@ def row_delivery(ctx: Context) -> RowResult:
     return result
 
 
+# --- 7b: a far Engine -----------------------------------------------------------------------------------
+
+#: The per-call delay of the far Engine row (seconds): an Engine on another continent, or a slow one.
+FAR_ENGINE_DELAY = 0.3
+
+
+def far_engine_run(engine: DevEngine, n: int, concurrency: int | None, *, export_timeout_ms: int) -> dict[str, float]:
+    """One component logs ``n`` records and exits at once against ``engine`` (its delay already set).
+
+    Returns the seconds from the component's exit (its last line) to the Engine
+    having every record and the final status (``all``), to the last record
+    (``records``), the run-component wall, and what arrived. ``concurrency``
+    None keeps ``SPLIGHT_RUNNER_EXPORT_CONCURRENCY`` unset (the default).
+    """
+    extra = {"BENCH_N": str(n), "OTEL_BLRP_EXPORT_TIMEOUT": str(export_timeout_ms)}
+    if concurrency is not None:
+        extra["SPLIGHT_RUNNER_EXPORT_CONCURRENCY"] = str(concurrency)
+    engine.clear()
+    offset = time.time() - time.monotonic()
+    run = run_component("burst.py", engine_env(engine.url, **extra), timeout=300)
+    end = run.result["end"]
+    logs = _logs_requests(engine)
+    statuses = [r for r in engine.requests if r.path.endswith("/update-status/") and r.accepted]
+    last_record = max((r.time for r in logs), default=float("nan")) + offset
+    final = [status for _, status in engine.statuses]
+    last_status = max((r.time for r in statuses), default=float("nan")) + offset
+    return {
+        "all": max(last_record, last_status) - end,
+        "records": last_record - end,
+        "wall": run.wall,
+        "received": _received(engine, "bench.burst"),
+        "final": 1.0 if final and final[-1] == "Succeeded" else 0.0,
+        "status_last": 1.0 if last_status >= last_record else 0.0,
+    }
+
+
+def row_far_engine(ctx: Context) -> RowResult:
+    """A far Engine (300 ms a call): 30,000 records logged at exit → all records and the final status."""
+    result = RowResult("far-engine", "far Engine (300 ms a call), 30,000 records logged at exit")
+    n = ctx.size(30_000, 2_000)
+    with _engine() as engine:
+        engine.set_delay(FAR_ENGINE_DELAY)
+        (runs,) = _each_run(
+            ctx,
+            "far-engine",
+            (f"run-component, {n:,} records", lambda: far_engine_run(engine, n, None, export_timeout_ms=10_000)),
+        )
+    received = min(int(run["received"]) for run in runs)
+    complete = [run for run in runs if run["received"] == n and run["final"] and run["status_last"]]
+    result.lines.append(
+        Line(
+            "component exit → all records and the final status",
+            [run["all"] for run in runs],
+            "s",
+            at_most(5, "s"),
+            f"Engine got {received:,}/{n:,} records (worst run), the final status last in "
+            f"{len(complete)}/{len(runs)} runs; run-component wall {med(r['wall'] for r in runs):.1f} s",
+        )
+    )
+    if len(complete) < len(runs):
+        result.notes.append("far-engine: a run lost records or the final status (see docs/performance.md)")
+    return result
+
+
 # --- 8: gateway --------------------------------------------------------------------------------------------
 
 
@@ -631,6 +695,7 @@ ROWS: dict[str, Callable[[Context], RowResult]] = {
     "imports": row_imports,
     "exit": row_exit,
     "delivery": row_delivery,
+    "far-engine": row_far_engine,
     "burst": row_burst,
     "sigkill": row_sigkill,
     "gateway": row_gateway,

@@ -23,6 +23,8 @@ DEFAULT_SCHEDULE_DELAY_MS = 1000
 DEFAULT_MAX_QUEUE_SIZE = 20_000
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 1000
 DEFAULT_EXPORT_TIMEOUT_MS = 10_000
+#: Engine calls in flight at once (SPLIGHT_RUNNER_EXPORT_CONCURRENCY): see docs/performance.md for the choice.
+DEFAULT_EXPORT_CONCURRENCY = 4
 #: Seconds from a stop signal to the runner's exit (``docker stop`` sends SIGKILL after 10 s).
 DEFAULT_STOP_GRACE = 8.0
 
@@ -273,6 +275,8 @@ class DeliverySettings(NamedTuple):
     schedule_delay_ms: int = DEFAULT_SCHEDULE_DELAY_MS
     max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE
     export_timeout_ms: int = DEFAULT_EXPORT_TIMEOUT_MS
+    #: Engine calls the Splight processor keeps in flight (``SPLIGHT_RUNNER_EXPORT_CONCURRENCY``).
+    export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY
 
     @property
     def export_timeout(self) -> float:
@@ -281,7 +285,10 @@ class DeliverySettings(NamedTuple):
 
 
 def delivery_settings(env: Mapping[str, str] | None = None) -> DeliverySettings:
-    """Every ``OTEL_BLRP_*`` variable the runner reads; raises :class:`ConfigError` naming the first bad one."""
+    """Every ``OTEL_BLRP_*`` variable the runner reads and the export concurrency.
+
+    Raises :class:`ConfigError` naming the first bad one.
+    """
     export_timeout = positive_int(env_names.OTEL_BLRP_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MS, env)
     return DeliverySettings(
         max_queue_size=positive_int(env_names.OTEL_BLRP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, env),
@@ -290,6 +297,7 @@ def delivery_settings(env: Mapping[str, str] | None = None) -> DeliverySettings:
             env_names.OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_EXPORT_BATCH_SIZE, env
         ),
         export_timeout_ms=export_timeout,
+        export_concurrency=positive_int(env_names.SPLIGHT_RUNNER_EXPORT_CONCURRENCY, DEFAULT_EXPORT_CONCURRENCY, env),
     )
 
 

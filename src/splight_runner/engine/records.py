@@ -205,6 +205,15 @@ def send_historical_fields_only(on: bool) -> None:
     _historical_only = on
 
 
+def records_carry_timestamps() -> bool:
+    """Whether Engine records carry their ``timestamp``.
+
+    When they do not (``historical``), the Engine can only order them by arrival,
+    so whoever sends them keeps one call in flight.
+    """
+    return not _historical_only
+
+
 def engine_record(
     *,
     process_id: str,

@@ -24,7 +24,11 @@ OUTAGE_ENDED = "engine-outage-ended"
 
 
 class Retrier:
-    """Retries one call at a time; says when an outage starts and when it ends.
+    """Retries a call until it is accepted, rejected or out of time; says when an outage starts and ends.
+
+    Several threads may call at once (the exporter keeps several Engine calls in
+    flight): the outage is one for all of them, and :attr:`rejection` is each
+    thread's own, so a thread reads the reason of its own last rejected call.
 
     Every line it says can repeat, so each goes through
     :func:`splight_runner.diagnostics.say_limited` (the first in full, then one
@@ -35,9 +39,14 @@ class Retrier:
     def __init__(self, say_repeating: Callable[[str, str], None] = say_limited) -> None:
         self._say_repeating = say_repeating
         self._outage_since: float | None = None
+        self._outage_lock = threading.Lock()
         self._hurry = threading.Event()
-        #: Why the last call that returned False was rejected.
-        self.rejection: EngineError | None = None
+        self._local = threading.local()
+
+    @property
+    def rejection(self) -> EngineError | None:
+        """Why this thread's last call that returned False was rejected."""
+        return getattr(self._local, "rejection", None)
 
     @property
     def failing(self) -> bool:
@@ -51,7 +60,9 @@ class Retrier:
     def reset(self) -> None:
         """Forget the parent's state in a forked child."""
         self._outage_since = None
+        self._outage_lock = threading.Lock()
         self._hurry = threading.Event()
+        self._local = threading.local()
 
     def call(
         self,
@@ -76,12 +87,15 @@ class Retrier:
                 call(give_up_at)
             except EngineError as error:
                 if not error.retryable:
-                    self.rejection = error
+                    self._local.rejection = error
                     if error.status not in handled:
                         self._say_repeating(REJECTED, f"the Engine rejected {what} ({error}); dropped")
                     return False
-                if self._outage_since is None:
-                    self._outage_since = time.monotonic()
+                with self._outage_lock:
+                    started = self._outage_since is None
+                    if started:
+                        self._outage_since = time.monotonic()
+                if started:
                     self._say_repeating(OUTAGE_STARTED, f"cannot deliver to the Engine ({error}); retrying")
                 delay = retry_delay(attempt, error.retry_after)
                 attempt += 1
@@ -97,8 +111,9 @@ class Retrier:
                 elif self._hurry.wait(delay):
                     self._hurry.clear()
                 continue
-            if self._outage_since is not None:
-                outage = time.monotonic() - self._outage_since
+            with self._outage_lock:
+                since, self._outage_since = self._outage_since, None
+            if since is not None:
+                outage = time.monotonic() - since
                 self._say_repeating(OUTAGE_ENDED, f"delivering to the Engine again after {outage:.1f} s")
-                self._outage_since = None
             return True

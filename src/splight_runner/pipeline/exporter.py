@@ -64,7 +64,14 @@ class DeliveryStats:
 
 
 class SplightLogExporter(LogRecordExporter):
-    """Sends log records to ``logs/write`` and health events to ``update-status``."""
+    """Sends log records to ``logs/write`` and health events to ``update-status``.
+
+    :meth:`deliver` may run in several threads at once (the processor keeps
+    ``SPLIGHT_RUNNER_EXPORT_CONCURRENCY`` calls in flight): each running
+    delivery borrows an :class:`EngineClient` of its own (a connection carries
+    one request at a time) and the counts are updated under one lock, so that
+    every record is still counted exactly once.
+    """
 
     def __init__(
         self,
@@ -76,7 +83,13 @@ class SplightLogExporter(LogRecordExporter):
     ) -> None:
         engine = engine or config.engine_settings()
         self._timeout = timeout if timeout is not None else config.delivery_settings().export_timeout
-        self._client = EngineClient(engine, timeout=min(self._timeout, 10.0))
+        self._engine = engine
+        self._client_timeout = min(self._timeout, 10.0)
+        #: Every client made so far, and those no delivery is using (made on demand, kept for keep-alive).
+        self._clients: list[EngineClient] = [EngineClient(engine, timeout=self._client_timeout)]
+        self._idle_clients: list[EngineClient] = list(self._clients)
+        self._clients_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._process_id = process_id or config.process_id()
         self._sender_type = sender_type or config.process_type()
         self._last_status: dict[str, str] = {}
@@ -93,7 +106,10 @@ class SplightLogExporter(LogRecordExporter):
 
     def shutdown(self) -> None:
         self._say_rejected_total()
-        self._client.close()
+        with self._clients_lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
@@ -104,17 +120,37 @@ class SplightLogExporter(LogRecordExporter):
         self._retrier.hurry()
 
     def cut_calls_at(self, at: float) -> None:
-        """End the Engine call in flight by ``at`` at the latest (the exit deadline was brought forward)."""
-        self._client.cut_at(at)
+        """End the Engine calls in flight by ``at`` at the latest (the exit deadline was brought forward)."""
+        with self._clients_lock:
+            clients = list(self._clients)
+        for client in clients:  # a call started later reads the moved deadline itself
+            client.cut_at(at)
 
     def failing(self) -> bool:
         """True while calls fail and are being retried (an outage), until one succeeds again."""
         return self._retrier.failing
 
     def after_fork(self) -> None:
-        self._client.after_fork()
+        self._clients_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        for client in self._clients:
+            client.after_fork()
+        self._idle_clients = list(self._clients)  # the parent's deliveries do not go on in the child
         self._retrier.reset()
         self.stats = DeliveryStats()
+
+    def _borrow_client(self) -> EngineClient:
+        """A client no other delivery is using; a new one when all are busy."""
+        with self._clients_lock:
+            if self._idle_clients:
+                return self._idle_clients.pop()
+            client = EngineClient(self._engine, timeout=self._client_timeout)
+            self._clients.append(client)
+            return client
+
+    def _return_client(self, client: EngineClient) -> None:
+        with self._clients_lock:
+            self._idle_clients.append(client)
 
     def deliver(self, batch: Sequence[ReadableLogRecord], deadline: Deadline, *, hold: bool = True) -> bool:
         """Send ``batch`` in order: runs of logs as logs/write POSTs, each status as its own call.
@@ -132,6 +168,15 @@ class SplightLogExporter(LogRecordExporter):
         SDK's ``export``, whose deadline is not an exit) what is left is counted
         in ``abandoned`` at once. Returns False when the deadline cut it short.
         """
+        client = self._borrow_client()
+        try:
+            return self._deliver(batch, deadline, hold, client)
+        finally:
+            self._return_client(client)
+
+    def _deliver(
+        self, batch: Sequence[ReadableLogRecord], deadline: Deadline, hold: bool, client: EngineClient
+    ) -> bool:
         entries: list[tuple[ReadableLogRecord, str, Any]] = []
         for readable in batch:
             try:
@@ -155,14 +200,14 @@ class SplightLogExporter(LogRecordExporter):
                 run.append(entry)
                 continue
             if run:
-                left = self._send_logs([payload for _, _, payload in run], deadline)
+                left = self._send_logs([payload for _, _, payload in run], deadline, client)
                 if left is not None:
                     return self._left_at_deadline(batch, [*_entries_of(run, left), *entries[index:]], hold)
             run = []
-            if not self._send_status(*entry[2], deadline=deadline):
+            if not self._send_status(*entry[2], deadline=deadline, client=client):
                 return self._left_at_deadline(batch, entries[index:], hold)
         if run:
-            left = self._send_logs([payload for _, _, payload in run], deadline)
+            left = self._send_logs([payload for _, _, payload in run], deadline, client)
             if left is not None:
                 return self._left_at_deadline(batch, _entries_of(run, left), hold)
         return True
@@ -178,20 +223,24 @@ class SplightLogExporter(LogRecordExporter):
             batch[:] = [readable for readable, _, _ in left]
             self._held.wait(HOLD_AT_DEADLINE)
             batch.clear()  # counted below instead; nobody reads the report this long after the exit
-        for _, kind, payload in left:
-            if kind == "log":
-                self.stats.abandoned += 1
-            else:
-                self.stats.abandoned_statuses.append(payload[1])
+        with self._stats_lock:
+            for _, kind, payload in left:
+                if kind == "log":
+                    self.stats.abandoned += 1
+                else:
+                    self.stats.abandoned_statuses.append(payload[1])
         return False
 
     def _count_rejected(self, records_: int = 0, status: str | None = None) -> None:
-        self.stats.rejected += records_
-        if status is not None:
-            self.stats.rejected_statuses.append(status)
-        self.stats.rejections += 1
+        with self._stats_lock:
+            self.stats.rejected += records_
+            if status is not None:
+                self.stats.rejected_statuses.append(status)
+            self.stats.rejections += 1
 
-    def _send_logs(self, records_: list[dict[str, Any]], deadline: Deadline) -> list[dict[str, Any]] | None:
+    def _send_logs(
+        self, records_: list[dict[str, Any]], deadline: Deadline, client: EngineClient
+    ) -> list[dict[str, Any]] | None:
         """POST ``records_`` within the per-POST limits; a body answered 413 is split in halves, down to one record.
 
         Each record is counted once, sent or rejected; returns None, or, when
@@ -201,7 +250,7 @@ class SplightLogExporter(LogRecordExporter):
         while pending:
             body, part = pending.popleft()
             outcome = self._retrier.call(
-                lambda limit, body=body: self._client.write_logs(body, deadline=limit),
+                lambda limit, body=body: client.write_logs(body, deadline=limit),
                 deadline=deadline,
                 what=f"{len(part)} log records",
                 handled=frozenset({TOO_LARGE}),
@@ -209,7 +258,8 @@ class SplightLogExporter(LogRecordExporter):
             if outcome is None:
                 return [*part, *(record for _, rest in pending for record in rest)]
             if outcome:
-                self.stats.sent += len(part)
+                with self._stats_lock:
+                    self.stats.sent += len(part)
                 continue
             rejection = self._retrier.rejection
             if rejection is not None and rejection.status == TOO_LARGE:
@@ -264,11 +314,11 @@ class SplightLogExporter(LogRecordExporter):
         if what:
             say(f"splight (the Splight Engine): {' and '.join(what)} were refused or could not be sent, in all")
 
-    def _send_status(self, process_id: str, status: str, *, deadline: Deadline) -> bool:
+    def _send_status(self, process_id: str, status: str, *, deadline: Deadline, client: EngineClient) -> bool:
         if self._last_status.get(process_id) == status:
             return True
         outcome = self._retrier.call(
-            lambda limit: self._client.update_status(process_id, status, deadline=limit),
+            lambda limit: client.update_status(process_id, status, deadline=limit),
             deadline=deadline,
             what=f"status {status}",
         )
@@ -276,7 +326,8 @@ class SplightLogExporter(LogRecordExporter):
             return False  # the caller counts it with what is left
         if outcome:
             self._last_status[process_id] = status
-            self.stats.statuses_sent += 1
+            with self._stats_lock:
+                self.stats.statuses_sent += 1
         else:
             self._count_rejected(status=status)
         return True

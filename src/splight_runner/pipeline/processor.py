@@ -6,6 +6,17 @@ not give: drop-newest with an exact count and a WARNING record about it,
 retries that go on while the queue has room, a flush that waits for in-flight
 retries instead of exporting beside them (no duplicates), and a deadline that a
 dead Engine cannot exceed at exit.
+
+And it keeps several Engine calls in flight
+(``SPLIGHT_RUNNER_EXPORT_CONCURRENCY``), as the OpenTelemetry Collector's
+exporters keep ``num_consumers``: one call carries at most 1,000 records, so
+one call at a time against an Engine 300 ms away moves at most about 3,300
+records a second, and a component that logs 30,000 records and exits would
+lose its final status at the exit deadline. Order stays where a user sees it:
+a status (the final one included) is sent only once every record batch before
+it was accepted or given up, and nothing after it is sent before it; records
+carry their ``timestamp``, and when they do not (``historical``) one call is
+in flight, so the Engine receives them in order.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import os
 import threading
 import time
 from collections import deque
+from queue import SimpleQueue
 from typing import Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -44,8 +56,60 @@ def _size(readable: ReadableLogRecord) -> int:
     return size
 
 
+def _is_status(item: ReadWriteLogRecord) -> bool:
+    return item.log_record.event_name == records.STATUS_EVENT_NAME
+
+
+class _Sender:
+    """One Engine call in flight at a time, on its own thread, fed one batch at a time by the dispatcher.
+
+    :attr:`batch` is the list being delivered (the exporter cuts it to what is
+    left at the exit deadline), read by the exit report as "in flight".
+    """
+
+    def __init__(self, processor: SplightLogRecordProcessor, number: int) -> None:
+        self._processor = processor
+        self._inbox: SimpleQueue[list[ReadWriteLogRecord] | None] = SimpleQueue()
+        self.batch: list[ReadWriteLogRecord] = []
+        self.busy = False
+        #: None when no thread could be started.
+        self.thread: threading.Thread | None = None
+        thread = threading.Thread(target=self._run, name=f"splight-runner-export-{number}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12+ starts no thread during interpreter shutdown (an in-process exit flush):
+            # the dispatcher delivers this sender's batches on its own thread instead.
+            return
+        self.thread = thread
+
+    def send(self, batch: list[ReadWriteLogRecord]) -> None:
+        """Hand ``batch`` over (the dispatcher marked this sender busy and filled the list)."""
+        self._inbox.put(batch)
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self._inbox.put(None)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._inbox.get()  # no timeout: an idle sender never wakes up
+            if batch is None:
+                return
+            self._processor._deliver(batch)
+            self._processor._sender_done(self)
+
+
 class SplightLogRecordProcessor(LogRecordProcessor):
-    """Bounded queue + one worker thread: the only path that ever calls the exporter."""
+    """Bounded queue, one dispatcher thread and up to N sender threads: the only paths that call the exporter.
+
+    The dispatcher (``splight-runner-export``) is the only thread that takes
+    records off the queue; it hands batches of records to the senders (each
+    with one Engine call in flight at a time, started on demand) and delivers a
+    status itself, once every sender is idle. It sleeps without a timeout while
+    the queue is empty: the schedule delay's timer exists only while a record
+    waits.
+    """
 
     max_queue_bytes = DEFAULT_MAX_QUEUE_BYTES
 
@@ -59,6 +123,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         export_timeout_millis: int | None = None,
         drops: DropCounter | None = None,
         settings: config.DeliverySettings | None = None,
+        export_concurrency: int | None = None,
     ) -> None:
         """Each value not given comes from ``settings``, else from the environment (read once)."""
         self._exporter = exporter
@@ -68,15 +133,18 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._delay = (schedule_delay_millis or delivery.schedule_delay_ms) / 1000
         self._batch_size = min(max_export_batch_size or delivery.max_export_batch_size, self.max_queue_size)
         self.export_timeout = (export_timeout_millis or delivery.export_timeout_ms) / 1000
+        concurrency = export_concurrency or (
+            delivery.export_concurrency if delivery is not None else config.DEFAULT_EXPORT_CONCURRENCY
+        )
+        #: Engine calls kept in flight at most (one when records carry no timestamp, see ``_concurrency``).
+        self.export_concurrency = max(1, concurrency)
         self._queue: deque[Any] = deque()
-        self._wake = threading.Event()
-        #: Drain without waiting for the schedule delay (a full batch, a status, a flush).
-        self._urgent = False
         self._exit_deadline: ExitDeadline | None = None
         self._shutdown = False
         #: Shared with the capture intake (see component.configuration) so one report covers both queues.
         self.drops = drops if drops is not None else DropCounter()
         self._template: ReadableLogRecord | None = None
+        #: A status the dispatcher is delivering itself (in flight, for the exit report).
         self._in_flight: list[ReadWriteLogRecord] = []
         #: Estimated bytes held in the queue: 20,000 records of 40 KB must not mean 800 MB.
         self._queued_bytes = 0
@@ -87,9 +155,17 @@ class SplightLogRecordProcessor(LogRecordProcessor):
     def stats(self) -> DeliveryStats:
         return self._exporter.stats
 
+    def _waiting(self) -> list[Any]:
+        """Every record in flight (the dispatcher's status, each sender's batch), then the queue."""
+        waiting = list(self._in_flight)
+        for sender in list(self._senders):
+            waiting += sender.batch
+        waiting += self._queue
+        return waiting
+
     def undelivered_records(self) -> int:
         """Log records that did not reach the Engine: dropped, abandoned, or still queued or in flight."""
-        waiting = [*self._in_flight, *self._queue]
+        waiting = self._waiting()
         queued = sum(
             1
             for item in waiting
@@ -101,7 +177,7 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         """Statuses that did not reach the Engine, in order (abandoned, then still queued)."""
         queued = [
             str(item.log_record.body)
-            for item in [*self._in_flight, *self._queue]
+            for item in self._waiting()
             if not isinstance(item, FlushMarker) and item.log_record.event_name == records.STATUS_EVENT_NAME
         ]
         return [*self.stats.abandoned_statuses, *queued]
@@ -115,6 +191,16 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         return len(self._queue) < self.max_queue_size and self._queued_bytes < self.max_queue_bytes
 
     def _start(self) -> None:
+        self._wake = threading.Event()
+        #: The dispatcher sleeps without a timeout (announced here) while nothing is queued.
+        self._idle = False
+        #: A status, a flush or a full batch is queued: the dispatcher does not wait for the schedule delay.
+        self._urgent = False
+        #: A sender delivered while records had been dropped: the dispatcher queues the WARNING record.
+        self._drops_due = False
+        self._senders: list[_Sender] = []
+        self._senders_changed = threading.Condition(threading.Lock())
+        self._in_flight = []
         self._worker = threading.Thread(target=self._run, name="splight-runner-export", daemon=True)
         self._worker.start()
 
@@ -122,7 +208,6 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._pid = os.getpid()
         self._queue.clear()
         self._queued_bytes = 0
-        self._wake = threading.Event()
         self._exit_deadline = None
         self.drops.reset()
         self._exporter.after_fork()
@@ -142,10 +227,14 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._queued_bytes += _size(log_record)
         queue.append(log_record)
         if is_status or len(queue) >= self._batch_size:
-            self._urgent = True
+            if not self._urgent:  # one wake-up per drain, not one per record while the senders are busy
+                self._urgent = True
+                self._wake.set()
+        elif self._idle:
+            # The dispatcher announced its timeless sleep before it looked at the queue one last
+            # time, and this record was appended after that look: this is the one wake-up it gets.
+            self._idle = False
             self._wake.set()
-        elif len(queue) == 1:
-            self._wake.set()  # the first record of a batch starts its schedule delay
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything queued before this call has been handled by the worker."""
@@ -158,8 +247,12 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         timeout = self.export_timeout if timeout_millis is None else timeout_millis / 1000
         self.final_flush(time.monotonic() + timeout)
         self._shutdown = True
-        self._urgent = True
         self._wake.set()
+        with self._senders_changed:
+            self._senders_changed.notify_all()
+        for sender in list(self._senders):
+            if not sender.busy:
+                sender.stop()
         self._exporter.shutdown()
 
     def final_flush(self, give_up_at: float | ExitDeadline) -> bool:
@@ -195,53 +288,154 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         self._exporter.hurry()
         return marker
 
-    # --- worker ------------------------------------------------------------------
+    # --- dispatcher and senders ------------------------------------------------
     def _run(self) -> None:
         while not self._shutdown:
-            # A timer only while a batch waits: with nothing queued this thread sleeps until a record
-            # arrives, then the batch waits its schedule delay (a full batch, a status or a flush cut it
-            # short). An idle component costs this thread nothing.
-            if not self._queue and not self._urgent:
-                self._wake.wait()
-                self._wake.clear()  # that wake was the batch's first record: its delay starts now
-            if not self._urgent:
-                self._wake.wait(self._delay)
-            self._wake.clear()
-            self._urgent = False
+            if self._drops_due:
+                self._drops_due = False
+                if self.drops:
+                    self._report_drops()
+            if not self._queue:
+                self._sleep_until_a_record()
+                continue
+            self._wait_for_batch()
             self._drain()
 
+    def _sleep_until_a_record(self) -> None:
+        """Sleep without a timeout until ``on_emit`` (or a sender, a flush, shutdown) wakes the dispatcher.
+
+        ``_idle`` is set before the queue is looked at once more, and ``on_emit``
+        reads it after appending: a record appended after that look always finds
+        it set (and wakes the dispatcher), one appended before is seen by the look.
+        """
+        self._urgent = False  # what made it urgent was drained; the next status must wake this sleep
+        self._idle = True
+        if not self._queue and not self._drops_due and not self._shutdown:
+            self._wake.wait()
+        self._idle = False
+        self._wake.clear()
+
+    def _wait_for_batch(self) -> None:
+        """A record waits: sleep the schedule delay, less when a batch is full or a status or flush is queued."""
+        due = time.monotonic() + self._delay
+        while not self._urgent and not self._shutdown:
+            left = due - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(left)
+            self._wake.clear()
+        self._urgent = False
+
+    def _exit_passed(self) -> bool:
+        deadline = self._exit_deadline
+        return deadline is not None and deadline.passed()
+
+    def _concurrency(self) -> int:
+        """Calls allowed in flight now: one when records carry no timestamp (the Engine keeps arrival order)."""
+        return self.export_concurrency if records.records_carry_timestamps() else 1
+
     def _drain(self) -> None:
+        """Hand every queued record to a sender, and deliver each status once all before it were handled."""
         queue = self._queue
-        while queue:
+        while queue and not self._shutdown:
+            if self._exit_passed():
+                return  # what is still queued stays counted as queued: nothing moves once the report may read
+            head = queue[0]
+            if isinstance(head, FlushMarker) or _is_status(head):
+                if not self._wait_until_senders_idle() or self._exit_passed():
+                    return
+                if isinstance(head, FlushMarker):
+                    queue.popleft()
+                    head.done.set()
+                else:
+                    self._send_status()
+                continue
+            sender = self._free_sender()
+            if sender is None:
+                return
+            if self._exit_passed():  # it may have waited for this sender past the deadline
+                self._sender_done(sender)
+                return
             # In flight from the first record taken off the queue: an exit report read meanwhile
             # finds every record in exactly one of the two.
             batch: list[ReadWriteLogRecord] = []
-            self._in_flight = batch
-            marker: FlushMarker | None = None
+            sender.batch = batch
             while queue and len(batch) < self._batch_size:
                 item = queue[0]
-                if isinstance(item, FlushMarker):
-                    queue.popleft()
-                    marker = item
+                if isinstance(item, FlushMarker) or _is_status(item):
                     break
                 batch.append(item)
                 queue.popleft()
                 self._queued_bytes -= _size(item)
-            if batch:
+            if not batch:
+                self._sender_done(sender)
+            elif sender.thread is None:
                 self._template = batch[-1]
-                try:
-                    delivered = self._exporter.deliver(batch, self._deadline)
-                except Exception as error:  # a bug must not kill the only worker
-                    say(f"export failed ({type(error).__name__}: {error})")
-                    delivered = False
-                finally:
-                    self._in_flight = []
-                if delivered and self.drops:
-                    self._report_drops()
+                self._deliver(batch)  # no thread could be started: one call in flight, this one
+                self._sender_done(sender)
             else:
-                self._in_flight = []
-            if marker is not None:
-                marker.done.set()
+                self._template = batch[-1]
+                sender.send(batch)
+
+    def _send_status(self) -> None:
+        """Deliver the status at the head of the queue on the dispatcher's own thread; every sender is idle."""
+        status = self._queue[0]
+        batch = [status]
+        self._in_flight = batch
+        self._queue.popleft()
+        self._queued_bytes -= _size(status)
+        self._deliver(batch)
+        self._in_flight = []
+
+    def _free_sender(self) -> _Sender | None:
+        """An idle sender, marked busy (a new one while fewer than the concurrency exist); None at shutdown.
+
+        While the Engine is failing, one call is in flight: the others would only
+        add retries, and a batch delivered after the outage keeps its place.
+        """
+        with self._senders_changed:
+            while not self._shutdown:
+                senders = self._senders
+                busy = sum(1 for sender in senders if sender.busy)
+                allowed = 1 if self._exporter.failing() else self._concurrency()
+                if busy < allowed:
+                    for sender in senders:
+                        if not sender.busy:
+                            sender.busy = True
+                            return sender
+                    sender = _Sender(self, len(senders) + 1)
+                    sender.busy = True
+                    senders.append(sender)
+                    return sender
+                self._senders_changed.wait()
+        return None
+
+    def _wait_until_senders_idle(self) -> bool:
+        """Wait until every record batch handed out was accepted or given up; False at shutdown."""
+        with self._senders_changed:
+            while not self._shutdown and any(sender.busy for sender in self._senders):
+                self._senders_changed.wait()
+        return not self._shutdown
+
+    def _sender_done(self, sender: _Sender) -> None:
+        with self._senders_changed:
+            sender.batch = []
+            sender.busy = False
+            self._senders_changed.notify_all()
+        if self._shutdown:
+            sender.stop()
+
+    def _deliver(self, batch: list[ReadWriteLogRecord]) -> None:
+        """One delivery, on a sender's or the dispatcher's thread; never raises."""
+        try:
+            delivered = self._exporter.deliver(batch, self._deadline)
+        except Exception as error:  # a bug must not kill a sender or the dispatcher
+            say(f"export failed ({type(error).__name__}: {error})")
+            delivered = False
+        if delivered and self.drops:
+            # The dispatcher queues the WARNING record: it alone takes from (and puts first in) the queue.
+            self._drops_due = True
+            self._wake.set()
 
     def _deadline(self) -> float | None:
         deadline = self._exit_deadline
@@ -270,5 +464,3 @@ class SplightLogRecordProcessor(LogRecordProcessor):
         )
         self._queued_bytes += _size(report_record)
         self._queue.appendleft(report_record)
-        self._urgent = True
-        self._wake.set()
