@@ -16,9 +16,10 @@ not*. Three parts:
   component: the capture hook on the caller's thread (into a sink that drops
   each batch of 256), then ``wire.encode`` of the 256-record batch and its
   send on a socketpair. In the supervisor: ``wire.decode`` of the frame,
-  ``FlatEmitter.emit`` (→ SDK record) on a real ``LoggerProvider``, the Splight
-  processor's queue, ``engine.records.from_sdk``, ``pack_records``, the POST;
-  then the dev-engine's own ingest and the gateway's decode and plan. A check
+  ``EngineEmitter.emit`` (→ Engine record, the direct path), ``pack_records``,
+  the POST; then the SDK path's stages instead of the direct emitter
+  (``FlatEmitter.emit`` → SDK record on a real ``LoggerProvider``, the Splight
+  processor's ``on_emit``); then the dev-engine's own ingest and the gateway's decode and plan. A check
   row runs the hook into a real ``Channel``; a cProfile of the heaviest stage
   closes it.
 * ``--gil``: no runner at all: what a background Python thread that works on
@@ -472,7 +473,6 @@ def _supervisor(
     from opentelemetry.sdk.resources import Resource
 
     from splight_runner.bootstrap.splight_capture import wire
-    from splight_runner.engine import records as translation
     from splight_runner.engine.client import EngineClient, pack_records
     from splight_runner.pipeline.exporter import SplightLogExporter
     from splight_runner.pipeline.flat import FlatEmitter
@@ -495,8 +495,69 @@ def _supervisor(
         _row("reader: wire.decode of the frames (restricted unpickler)", us)
         stages.append(("supervisor: wire.decode", us, loads))
 
+    from splight_runner.pipeline.delivery import EngineDelivery
+    from splight_runner.pipeline.flat import EngineEmitter
+
+    class Collect:
+        """Only queues, as the Engine queue's put does (its dispatcher and senders are timed apart below)."""
+
+        def __init__(self) -> None:
+            self.items: list[Any] = []
+            self.delivery = EngineDelivery(engine=settings, process_id="C1", sender_type="component", timeout=30)
+
+        def put(self, item: Any) -> None:
+            self.items.append(item)
+
+    collect = Collect()
+    direct = EngineEmitter(collect, process_id="C1", sender_type="component")
+    translated: list[Any] = []
+
+    def emit_direct() -> int:
+        collect.items.clear()
+        for item in items:
+            direct.emit(item)
+        translated[:] = collect.items
+        return len(items)
+
+    with _stage("EngineEmitter.emit"):
+        us = _cpu_us(emit_direct)
+        total += us
+        _row("feeder: EngineEmitter.emit (→ Engine record; the direct path)", us)
+        stages.append(("supervisor feeder: EngineEmitter.emit", us, emit_direct))
+    bodies: list[tuple[bytes, int]] = []
+
+    def pack() -> int:
+        bodies[:] = pack_records(translated)
+        return len(translated)
+
+    with _stage("pack_records"):
+        us = _cpu_us(pack)
+        total += us
+        size = sum(len(body) for body, _ in bodies) / max(1, len(translated))
+        _row("sender: pack_records (json per record)", us, f"({size:.0f} B/record)")
+        stages.append(("supervisor sender: pack_records", us, pack))
+
+    with _stage("POST"):
+        client = EngineClient(settings, timeout=30)
+
+        def post() -> int:
+            for body, _ in bodies:
+                client.write_logs(body)
+            return len(translated)
+
+        wall0 = time.perf_counter()
+        us = _cpu_us(post, repeats=2)
+        wall = (time.perf_counter() - wall0) / 2 / len(bodies) * 1e3
+        client.close()
+        total += us
+        note = f"({wall:.1f} ms wall per POST of 1000, dev-engine in another process)"
+        _row("sender: EngineClient.write_logs, client side", us, note)
+    _row("= CPU the runner spends per record (Engine the only destination)", total)
+
+    _say("  the SDK path (an OpenTelemetry exporter configured too), instead of EngineEmitter.emit:")
+
     class Queue(LogRecordProcessor):
-        """Only queues, as the Splight processor's on_emit does (timed apart below)."""
+        """Only queues, as a processor's on_emit is called (the Splight processor's is timed apart below)."""
 
         def __init__(self) -> None:
             self.items: list[Any] = []
@@ -523,9 +584,8 @@ def _supervisor(
 
     with _stage("FlatEmitter.emit"):
         us = _cpu_us(emit_all)
-        total += us
         _row("feeder: FlatEmitter.emit (→ SDK record, Logger.emit)", us)
-        stages.append(("supervisor feeder: FlatEmitter.emit", us, emit_all))
+        stages.append(("supervisor feeder (SDK path): FlatEmitter.emit", us, emit_all))
     readable = list(queue.items)
 
     exporter = SplightLogExporter(engine=settings, process_id="C1", sender_type="component", timeout=30)
@@ -542,60 +602,18 @@ def _supervisor(
 
         us = _cpu_us(enqueue)
         processor._queue.clear()
-        total += us
-        _row("feeder: SplightLogRecordProcessor.on_emit", us)
-        stages.append(("supervisor feeder: SplightLogRecordProcessor.on_emit", us, enqueue))
+        _row("feeder: SplightLogRecordProcessor.on_emit (from_sdk, queued)", us)
+        stages.append(("supervisor feeder (SDK path): SplightLogRecordProcessor.on_emit", us, enqueue))
 
-    translated: list[Any] = []
-
-    def translate() -> int:
-        translated[:] = [translation.from_sdk(r, "C1", "component")[1] for r in readable]
-        return len(readable)
-
-    with _stage("from_sdk"):
-        us = _cpu_us(translate)
-        total += us
-        _row("export thread: engine.records.from_sdk", us)
-        stages.append(("supervisor export: engine.records.from_sdk", us, translate))
-    bodies: list[tuple[bytes, int]] = []
-
-    def pack() -> int:
-        bodies[:] = pack_records(translated)
-        return len(translated)
-
-    with _stage("pack_records"):
-        us = _cpu_us(pack)
-        total += us
-        size = sum(len(body) for body, _ in bodies) / max(1, len(translated))
-        _row("export thread: pack_records (json per record)", us, f"({size:.0f} B/record)")
-        stages.append(("supervisor export: pack_records", us, pack))
-
-    with _stage("POST"):
-        client = EngineClient(settings, timeout=30)
-
-        def post() -> int:
-            for body, _ in bodies:
-                client.write_logs(body)
-            return len(translated)
-
-        wall0 = time.perf_counter()
-        us = _cpu_us(post, repeats=2)
-        wall = (time.perf_counter() - wall0) / 2 / len(bodies) * 1e3
-        client.close()
-        total += us
-        note = f"({wall:.1f} ms wall per POST of 1000, dev-engine in another process)"
-        _row("export thread: EngineClient.write_logs, client side", us, note)
-    _row("= CPU the runner spends per record in the supervisor", total)
-
-    with _stage("SplightLogExporter.deliver"):
+    with _stage("EngineDelivery.deliver"):
 
         def deliver() -> int:
-            for start in range(0, len(readable), 1000):
-                exporter.deliver(readable[start : start + 1000], lambda: None)
-            return len(readable)
+            for start in range(0, len(translated), 1000):
+                exporter.deliver(translated[start : start + 1000], lambda: None)
+            return len(translated)
 
         us = _cpu_us(deliver, repeats=2)
-        _row("check: SplightLogExporter.deliver (from_sdk+pack+POST)", us)
+        _row("check: EngineDelivery.deliver (pack+POST)", us)
     exporter.shutdown()
 
     _say("  other sides:")

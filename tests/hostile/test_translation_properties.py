@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from typing import Any
 
 import pytest
@@ -24,12 +23,12 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs  # noqa: E402
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
 from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
+from tests.strategies import Sulky, log_records  # noqa: E402
 
 from splight_runner.bootstrap.splight_capture import wire  # noqa: E402
 from splight_runner.bootstrap.splight_capture.capture import flattener  # noqa: E402
@@ -37,122 +36,6 @@ from splight_runner.dev_engine.server import validate_logs_payload  # noqa: E402
 from splight_runner.engine import records  # noqa: E402
 from splight_runner.engine.client import pack_records  # noqa: E402
 from splight_runner.pipeline.flat import FlatEmitter  # noqa: E402
-
-LONE_SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc80", "\udcff", "\udfff"])
-#: Any code point, lone surrogates included (hypothesis leaves them out of text() by default).
-TEXT = st.lists(st.one_of(st.characters(), LONE_SURROGATES), max_size=40).map("".join)
-#: Text for the fields the capture hook passes on as they are (see the xfail test at the end).
-CLEAN_TEXT = st.text(max_size=40)
-
-
-class BrokenStr:
-    """An object nothing can print."""
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str")
-
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-
-class Sulky(ValueError):
-    def __str__(self) -> str:
-        raise RuntimeError("no str for this exception")
-
-
-class StrSubclass(str):
-    pass
-
-
-LEAVES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),  # beyond 64 bits too
-    st.floats(),  # NaN and infinities too
-    TEXT,
-    st.binary(max_size=20),
-    TEXT.map(StrSubclass),
-    st.builds(BrokenStr),
-)
-KEYS = st.one_of(TEXT, st.integers(), st.builds(BrokenStr), st.tuples(st.integers()))
-
-
-def _containers(children: Any) -> Any:
-    return st.one_of(
-        st.lists(children, max_size=4),
-        st.lists(children, max_size=4).map(tuple),
-        st.dictionaries(KEYS, children, max_size=4),
-    )
-
-
-VALUES = st.recursive(LEAVES, _containers, max_leaves=12)
-
-
-@st.composite
-def cyclic(draw: Any) -> Any:
-    """A dict or list that contains itself, possibly a few levels down."""
-    outer: Any = draw(st.sampled_from(["dict", "list"]))
-    value: Any = {"name": draw(TEXT)} if outer == "dict" else [draw(TEXT)]
-    inner = value
-    for _ in range(draw(st.integers(0, 3))):
-        child: Any = {} if draw(st.booleans()) else []
-        if isinstance(inner, dict):
-            inner["child"] = child
-        else:
-            inner.append(child)
-        inner = child
-    if isinstance(inner, dict):
-        inner["loop"] = value
-    else:
-        inner.append(value)
-    return value
-
-
-@st.composite
-def exc_infos(draw: Any) -> Any:
-    kind = draw(st.sampled_from([None, "plain", "sulky", "chained"]))
-    if kind is None:
-        return None
-    message = draw(TEXT)
-    try:
-        if kind == "plain":
-            raise KeyError(message)
-        if kind == "sulky":
-            raise Sulky(message)
-        try:
-            raise Sulky(message)
-        except Sulky as cause:
-            raise RuntimeError(message) from cause
-    except Exception:
-        return sys.exc_info()
-
-
-RESERVED = frozenset(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__) | {"message", "asctime"}
-
-
-@st.composite
-def log_records(draw: Any) -> logging.LogRecord:
-    level = draw(st.one_of(st.sampled_from([10, 20, 30, 40, 50]), st.integers(0, 100)))
-    msg = draw(st.one_of(TEXT, TEXT.map(lambda t: t + " %s %d"), st.builds(BrokenStr), VALUES))
-    args = draw(st.one_of(st.none(), st.tuples(VALUES), st.tuples(VALUES, VALUES)))
-    extra = draw(st.dictionaries(st.one_of(TEXT, st.integers()), st.one_of(VALUES, cyclic()), max_size=4))
-    extra = {k: v for k, v in extra.items() if k not in RESERVED}
-    logger = logging.Logger(draw(CLEAN_TEXT))
-    record = logger.makeRecord(
-        logger.name,
-        level,
-        draw(CLEAN_TEXT),  # pathname
-        draw(st.integers(0, 10**6)),
-        msg,
-        args,
-        draw(exc_infos()),
-        func=draw(st.one_of(st.none(), CLEAN_TEXT)),
-        extra=extra,
-        sinfo=draw(st.one_of(st.none(), CLEAN_TEXT)),
-    )
-    if draw(st.booleans()):
-        record.__dict__["tags"] = draw(st.one_of(VALUES, cyclic()))
-    return record
 
 
 @pytest.fixture(scope="module")

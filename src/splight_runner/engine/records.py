@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 # The component side's rule for text, read here too: one rule for every side.
 
@@ -57,6 +57,18 @@ _PLATFORM_STATUS = {"Running": "Running", "Stopped": "Stopped", "Failed": "Faile
 COMPONENT = "component"
 #: Attribute of the runner's own WARNING record that counts dropped records.
 ATTR_DROPPED_COUNT = "splight.dropped.count"
+
+
+class StatusUpdate(NamedTuple):
+    """An ``update-status`` call: which process, which deployment status."""
+
+    process_id: str
+    status: str
+
+
+#: What the delivery path carries to the Engine: a logs/write record (a plain dict, the
+#: Engine's own shape, see :func:`engine_record`) or a status update.
+EngineItem = dict | StatusUpdate
 
 
 def platform_status(engine_state: str) -> str | None:
@@ -275,21 +287,71 @@ def from_sdk(readable: Any, default_process_id: str | None, default_sender_type:
     process_id = resource_attrs.get(RESOURCE_COMPONENT_ID) or default_process_id
     if not process_id:
         return "skip", "no splight.component.id"
-    attributes = _plain(log_record.attributes)
-    status = status_of(log_record.event_name, log_record.body, attributes)
-    if status is not None:
-        return "status", (str(process_id), status)
     scope = readable.instrumentation_scope
     severity = log_record.severity_number
-    return "log", engine_record(
+    item = engine_item(
         process_id=str(process_id),
         sender_type=str(resource_attrs.get(RESOURCE_PROCESS_TYPE) or default_sender_type),
         scope_name=scope.name if scope is not None else None,
         body=log_record.body,
         severity_number=severity.value if severity is not None else None,
         severity_text=log_record.severity_text,
-        attributes=attributes,
+        attributes=_plain(log_record.attributes),
+        event_name=log_record.event_name,
         timestamp_ns=log_record.timestamp or log_record.observed_timestamp,
         trace_id=log_record.trace_id or 0,
         span_id=log_record.span_id or 0,
     )
+    if type(item) is StatusUpdate:
+        return "status", tuple(item)
+    return "log", item
+
+
+def engine_item(
+    *,
+    process_id: str,
+    sender_type: str,
+    scope_name: str | None,
+    body: Any,
+    severity_number: int | None,
+    severity_text: str | None,
+    attributes: Mapping[str, Any] | None,
+    event_name: str | None,
+    timestamp_ns: int | None,
+    trace_id: int = 0,
+    span_id: int = 0,
+) -> EngineItem:
+    """What one OTel log record is to the Engine: a status update (a health event) or a logs/write record.
+
+    The one rule for every path: an SDK record (:func:`from_sdk`), a flat record
+    the runner takes straight to the Engine (``pipeline.flat.EngineEmitter``).
+    """
+    status = status_of(event_name, body, attributes)
+    if status is not None:
+        return StatusUpdate(process_id, status)
+    return engine_record(
+        process_id=process_id,
+        sender_type=sender_type,
+        scope_name=scope_name,
+        body=body,
+        severity_number=severity_number,
+        severity_text=severity_text,
+        attributes=attributes,
+        timestamp_ns=timestamp_ns,
+        trace_id=trace_id,
+        span_id=span_id,
+    )
+
+
+def item_from_sdk(readable: Any, default_process_id: str | None, default_sender_type: str) -> EngineItem | str | None:
+    """:func:`from_sdk` as the delivery path carries it: an :data:`EngineItem`, None for a status this
+    sender does not send (an agent's), or the reason (a ``str``) why the record cannot be sent."""
+    kind, payload = from_sdk(readable, default_process_id, default_sender_type)
+    if kind == "log":
+        return payload
+    if kind == "status":
+        resource = _plain(readable.resource.attributes) if readable.resource is not None else {}
+        if not sends_status(str(resource.get(RESOURCE_PROCESS_TYPE) or default_sender_type)):
+            return None
+        return StatusUpdate(*payload)
+    return str(payload)

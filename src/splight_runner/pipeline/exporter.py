@@ -1,356 +1,57 @@
-"""The ``splight`` logs exporter.
+"""The ``splight`` logs exporter: Engine delivery behind the SDK's exporter interface.
 
 :class:`SplightLogExporter` is a standard SDK ``LogRecordExporter`` (entry point
-``opentelemetry_logs_exporter: splight``): it turns SDK records into the
-Engine's two calls through :mod:`splight_runner.engine.records` and
-:mod:`splight_runner.engine.client`. The processor that gives it its delivery
-guarantees is :class:`splight_runner.pipeline.processor.SplightLogRecordProcessor`.
+``opentelemetry_logs_exporter: splight``). It turns SDK records into Engine
+records with :func:`splight_runner.engine.records.item_from_sdk` (:func:`convert`,
+used by the Splight processor too) and delivers them with
+:class:`~splight_runner.pipeline.delivery.EngineDelivery`, of which it is a
+subclass. The processor that gives it its delivery guarantees is
+:class:`splight_runner.pipeline.processor.SplightLogRecordProcessor`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from splight_runner import settings as config
-from splight_runner.diagnostics import say, say_limited
 from splight_runner.engine import records
-from splight_runner.engine.client import (
-    MAX_BYTES_PER_POST,
-    MAX_RECORDS_PER_POST,
-    EngineClient,
-    EngineError,
-    pack_records,
-)
-from splight_runner.engine.retry import Deadline, Retrier
-
-#: The Engine's answer to a body it finds too large: split it, down to single records.
-TOO_LARGE = 413
-#: How long a delivery cut short by the exit deadline holds the worker (see ``deliver``).
-HOLD_AT_DEADLINE = 60.0
-#: Characters of a refused record's message named on stderr.
-NAMED_MESSAGE_CHARS = 80
+from splight_runner.engine.records import EngineItem
+from splight_runner.pipeline.delivery import DeliveryStats, EngineDelivery, describe
 
 
-@dataclass
-class DeliveryStats:
-    """What happened to the records this process handed to the exporter.
-
-    Every log record handed to :meth:`SplightLogExporter.deliver` ends up in
-    exactly one of ``sent``, ``rejected`` and ``abandoned``; every status that
-    was due in one of ``statuses_sent``, ``rejected_statuses`` and
-    ``abandoned_statuses``.
-    """
-
-    sent: int = 0
-    statuses_sent: int = 0
-    #: Log records the Engine refused for good (4xx), or that could not be made into Engine records.
-    rejected: int = 0
-    #: Statuses the Engine refused for good, in order.
-    rejected_statuses: list[str] = field(default_factory=list)
-    #: Log records given up on at the deadline.
-    abandoned: int = 0
-    #: Statuses given up on at the deadline, in order.
-    abandoned_statuses: list[str] = field(default_factory=list)
-    #: Times records or statuses were rejected (each said, rate-limited, when it happened).
-    rejections: int = 0
+def convert(readable: ReadableLogRecord, delivery: EngineDelivery) -> EngineItem | None:
+    """The Engine record or status update of an SDK record; None (counted as rejected, said) when there is none."""
+    try:
+        item = records.item_from_sdk(readable, delivery.process_id, delivery.sender_type)
+    except Exception as error:
+        delivery.count_unsendable(
+            "unconvertible-record", f"a log record could not be converted ({describe(error)}); dropped"
+        )
+        return None
+    if isinstance(item, str):
+        delivery.count_unsendable("record-skipped", f"a log record cannot be sent ({item}); dropped")
+        return None
+    return item  # None too: a status this sender does not send (not a record, not counted)
 
 
-class SplightLogExporter(LogRecordExporter):
-    """Sends log records to ``logs/write`` and health events to ``update-status``.
+class SplightLogExporter(EngineDelivery, LogRecordExporter):
+    """Sends SDK log records to ``logs/write`` and health events to ``update-status``."""
 
-    :meth:`deliver` may run in several threads at once (the processor keeps
-    ``SPLIGHT_RUNNER_EXPORT_CONCURRENCY`` calls in flight): each running
-    delivery borrows an :class:`EngineClient` of its own (a connection carries
-    one request at a time) and the counts are updated under one lock, so that
-    every record is still counted exactly once.
-    """
-
-    def __init__(
-        self,
-        *,
-        engine: config.EngineSettings | None = None,
-        process_id: str | None = None,
-        sender_type: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        engine = engine or config.engine_settings()
-        self._timeout = timeout if timeout is not None else config.delivery_settings().export_timeout
-        self._engine = engine
-        self._client_timeout = min(self._timeout, 10.0)
-        #: Every client made so far, and those no delivery is using (made on demand, kept for keep-alive).
-        self._clients: list[EngineClient] = [EngineClient(engine, timeout=self._client_timeout)]
-        self._idle_clients: list[EngineClient] = list(self._clients)
-        self._clients_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self._process_id = process_id or config.process_id()
-        self._sender_type = sender_type or config.process_type()
-        self._last_status: dict[str, str] = {}
-        self._retrier = Retrier()
-        self._held = threading.Event()  # never set: a hold at the deadline ends by its timeout
-        self.stats = DeliveryStats()
-
-    # --- the SDK interface ---------------------------------------------------
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Deliver ``batch``, retrying transient failures for at most the export timeout."""
+        items = [item for item in (convert(readable, self) for readable in batch) if item is not None]
         give_up_at = time.monotonic() + self._timeout
-        delivered = self.deliver(batch, lambda: give_up_at, hold=False)
+        delivered = self.deliver(items, lambda: give_up_at, hold=False)
         return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._say_rejected_total()
-        with self._clients_lock:
-            clients = list(self._clients)
-        for client in clients:
-            client.close()
+        EngineDelivery.shutdown(self)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
-    # --- used by SplightLogRecordProcessor ------------------------------------
-    def hurry(self) -> None:
-        """Cut the current backoff sleep short (a flush or exit is waiting)."""
-        self._retrier.hurry()
 
-    def cut_calls_at(self, at: float) -> None:
-        """End the Engine calls in flight by ``at`` at the latest (the exit deadline was brought forward)."""
-        with self._clients_lock:
-            clients = list(self._clients)
-        for client in clients:  # a call started later reads the moved deadline itself
-            client.cut_at(at)
-
-    def failing(self) -> bool:
-        """True while calls fail and are being retried (an outage), until one succeeds again."""
-        return self._retrier.failing
-
-    def after_fork(self) -> None:
-        self._clients_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        for client in self._clients:
-            client.after_fork()
-        self._idle_clients = list(self._clients)  # the parent's deliveries do not go on in the child
-        self._retrier.reset()
-        self.stats = DeliveryStats()
-
-    def _borrow_client(self) -> EngineClient:
-        """A client no other delivery is using; a new one when all are busy."""
-        with self._clients_lock:
-            if self._idle_clients:
-                return self._idle_clients.pop()
-            client = EngineClient(self._engine, timeout=self._client_timeout)
-            self._clients.append(client)
-            return client
-
-    def _return_client(self, client: EngineClient) -> None:
-        with self._clients_lock:
-            self._idle_clients.append(client)
-
-    def deliver(self, batch: Sequence[ReadableLogRecord], deadline: Deadline, *, hold: bool = True) -> bool:
-        """Send ``batch`` in order: runs of logs as logs/write POSTs, each status as its own call.
-
-        Every record ends up sent, rejected (counted and said, rate-limited) or
-        undelivered, exactly once; never raises: a record that cannot be
-        converted is counted as rejected and costs no other record.
-
-        When the deadline (the exit's) passes, ``batch`` (the processor's
-        in-flight list) is cut down to what was not delivered and this call
-        *holds* for :data:`HOLD_AT_DEADLINE`: the exit report reads the
-        processor's in-flight list and queue at that moment, and a worker that
-        went on moving records from one to the other (or into ``abandoned``)
-        would make it count some twice or not at all. With ``hold=False`` (the
-        SDK's ``export``, whose deadline is not an exit) what is left is counted
-        in ``abandoned`` at once. Returns False when the deadline cut it short.
-        """
-        client = self._borrow_client()
-        try:
-            return self._deliver(batch, deadline, hold, client)
-        finally:
-            self._return_client(client)
-
-    def _deliver(
-        self, batch: Sequence[ReadableLogRecord], deadline: Deadline, hold: bool, client: EngineClient
-    ) -> bool:
-        entries: list[tuple[ReadableLogRecord, str, Any]] = []
-        for readable in batch:
-            try:
-                kind, payload = records.from_sdk(readable, self._process_id, self._sender_type)
-                if kind == "status" and not records.sends_status(self._sender_of(readable)):
-                    continue
-            except Exception as error:
-                self._count_rejected(1)
-                say_limited(
-                    "unconvertible-record", f"a log record could not be converted ({_describe(error)}); dropped"
-                )
-                continue
-            if kind == "skip":
-                self._count_rejected(1)
-                say_limited("record-skipped", f"a log record cannot be sent ({payload}); dropped")
-                continue
-            entries.append((readable, kind, payload))
-        run: list[tuple[ReadableLogRecord, str, Any]] = []
-        for index, entry in enumerate(entries):
-            if entry[1] == "log":
-                run.append(entry)
-                continue
-            if run:
-                left = self._send_logs([payload for _, _, payload in run], deadline, client)
-                if left is not None:
-                    return self._left_at_deadline(batch, [*_entries_of(run, left), *entries[index:]], hold)
-            run = []
-            if not self._send_status(*entry[2], deadline=deadline, client=client):
-                return self._left_at_deadline(batch, entries[index:], hold)
-        if run:
-            left = self._send_logs([payload for _, _, payload in run], deadline, client)
-            if left is not None:
-                return self._left_at_deadline(batch, _entries_of(run, left), hold)
-        return True
-
-    def _sender_of(self, readable: ReadableLogRecord) -> str:
-        resource = readable.resource.attributes if readable.resource is not None else {}
-        return str(resource.get(records.RESOURCE_PROCESS_TYPE) or self._sender_type)
-
-    def _left_at_deadline(
-        self, batch: Sequence[ReadableLogRecord], left: list[tuple[ReadableLogRecord, str, Any]], hold: bool
-    ) -> bool:
-        if hold and isinstance(batch, list):
-            batch[:] = [readable for readable, _, _ in left]
-            self._held.wait(HOLD_AT_DEADLINE)
-            batch.clear()  # counted below instead; nobody reads the report this long after the exit
-        with self._stats_lock:
-            for _, kind, payload in left:
-                if kind == "log":
-                    self.stats.abandoned += 1
-                else:
-                    self.stats.abandoned_statuses.append(payload[1])
-        return False
-
-    def _count_rejected(self, records_: int = 0, status: str | None = None) -> None:
-        with self._stats_lock:
-            self.stats.rejected += records_
-            if status is not None:
-                self.stats.rejected_statuses.append(status)
-            self.stats.rejections += 1
-
-    def _send_logs(
-        self, records_: list[dict[str, Any]], deadline: Deadline, client: EngineClient
-    ) -> list[dict[str, Any]] | None:
-        """POST ``records_`` within the per-POST limits; a body answered 413 is split in halves, down to one record.
-
-        Each record is counted once, sent or rejected; returns None, or, when
-        the deadline passed, the records not handled yet (for the caller to count).
-        """
-        pending = deque(self._pack(records_))
-        while pending:
-            body, part = pending.popleft()
-            outcome = self._retrier.call(
-                lambda limit, body=body: client.write_logs(body, deadline=limit),
-                deadline=deadline,
-                what=f"{len(part)} log records",
-                handled=frozenset({TOO_LARGE}),
-            )
-            if outcome is None:
-                return [*part, *(record for _, rest in pending for record in rest)]
-            if outcome:
-                with self._stats_lock:
-                    self.stats.sent += len(part)
-                continue
-            rejection = self._retrier.rejection
-            if rejection is not None and rejection.status == TOO_LARGE:
-                if len(part) > 1:
-                    half = len(part) // 2
-                    pending.extendleft(reversed([*self._pack(part[:half]), *self._pack(part[half:])]))
-                    continue
-                self._refused_alone(part[0], rejection)
-            self._count_rejected(len(part))
-        return None
-
-    def _pack(self, records_: list[dict[str, Any]]) -> list[tuple[bytes, list[dict[str, Any]]]]:
-        """Bodies within the per-POST limits, each with the records it carries."""
-        try:
-            packed = pack_records(records_, max_records=MAX_RECORDS_PER_POST, max_bytes=MAX_BYTES_PER_POST)
-        except Exception:
-            packed = None
-        if packed is not None:
-            bodies, start = [], 0
-            for body, count in packed:
-                bodies.append((body, records_[start : start + count]))
-                start += count
-            return bodies
-        # pack_records is made never to raise; should a record still make it, it alone is lost.
-        bodies = []
-        for record in records_:
-            try:
-                [(body, _)] = pack_records([record], max_bytes=MAX_BYTES_PER_POST)
-            except Exception as error:
-                self._count_rejected(1)
-                say_limited(
-                    "unencodable-record",
-                    f"a log record {_name(record)} could not be encoded ({_describe(error)}); dropped",
-                )
-                continue
-            bodies.append((body, [record]))
-        return bodies
-
-    def _refused_alone(self, record: Mapping[str, Any], rejection: EngineError) -> None:
-        say_limited(
-            "engine-refused-record",
-            f"the Engine refused a log record {_name(record)} on its own ({rejection}); dropped",
-        )
-
-    def _say_rejected_total(self) -> None:
-        """At the end, the total of what the Engine refused, when the lines said along the way were limited."""
-        stats = self.stats
-        if stats.rejections <= 1:
-            return
-        what = [f"{stats.rejected} log records"] if stats.rejected else []
-        what += [f"status {status}" for status in stats.rejected_statuses]
-        if what:
-            say(f"splight (the Splight Engine): {' and '.join(what)} were refused or could not be sent, in all")
-
-    def _send_status(self, process_id: str, status: str, *, deadline: Deadline, client: EngineClient) -> bool:
-        if self._last_status.get(process_id) == status:
-            return True
-        outcome = self._retrier.call(
-            lambda limit: client.update_status(process_id, status, deadline=limit),
-            deadline=deadline,
-            what=f"status {status}",
-        )
-        if outcome is None:
-            return False  # the caller counts it with what is left
-        if outcome:
-            self._last_status[process_id] = status
-            with self._stats_lock:
-                self.stats.statuses_sent += 1
-        else:
-            self._count_rejected(status=status)
-        return True
-
-
-def _entries_of(
-    run: list[tuple[ReadableLogRecord, str, Any]], left: list[dict[str, Any]]
-) -> list[tuple[ReadableLogRecord, str, Any]]:
-    """The entries of ``run`` whose Engine records are in ``left`` (by identity), in order."""
-    wanted = {id(record) for record in left}
-    return [entry for entry in run if id(entry[2]) in wanted]
-
-
-def _name(record: Mapping[str, Any]) -> str:
-    """A refused record, named for stderr: its logger and the start of its message."""
-    message = str(record.get("message", ""))
-    if len(message) > NAMED_MESSAGE_CHARS:
-        message = message[:NAMED_MESSAGE_CHARS] + "…"
-    return f"of logger {str(record.get('name', ''))!r}: {message!r}"
-
-
-def _describe(error: BaseException) -> str:
-    try:
-        return f"{type(error).__name__}: {error}"
-    except Exception:
-        return type(error).__name__
+__all__ = ["DeliveryStats", "SplightLogExporter", "convert"]

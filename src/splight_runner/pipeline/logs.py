@@ -1,13 +1,17 @@
 """One log pipeline, whichever process hosts it.
 
-An SDK ``LoggerProvider`` with the component's resource, one processor per
-exporter ``OTEL_LOGS_EXPORTER`` names (the Splight processor for ``splight``,
-the SDK's ``BatchLogRecordProcessor`` for the others), the flat-record emitter,
-and per-destination accounting. The supervisor builds one with
-:func:`build`; under ``opentelemetry-instrument`` the component wraps the
-provider upstream's set-up made. Either way the same code decides what goes in
-(statuses only for components), what the final status is, and what is said at
-the end about records that could not be delivered.
+Where an OpenTelemetry exporter is a destination: an SDK ``LoggerProvider`` with
+the component's resource, one processor per exporter ``OTEL_LOGS_EXPORTER``
+names (the Splight processor for ``splight``, the SDK's
+``BatchLogRecordProcessor`` for the others), the flat-record emitter
+(:class:`~splight_runner.pipeline.flat.FlatEmitter`), and per-destination
+accounting. Where the Engine is the only destination, the runner's pipeline is
+the Engine queue fed by :class:`~splight_runner.pipeline.flat.EngineEmitter`
+(no SDK: see :func:`build`). The supervisor builds one with :func:`build`;
+under ``opentelemetry-instrument`` the component wraps the provider upstream's
+set-up made. Either way the same code decides what goes in (statuses only for
+components), what the final status is, and what is said at the end about
+records that could not be delivered.
 """
 
 from __future__ import annotations
@@ -17,9 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from opentelemetry.sdk._logs import LogRecordProcessor
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from splight_runner.bootstrap.splight_capture.capture import UNCAUGHT_LOGGER
 from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, STATUS
@@ -33,70 +34,31 @@ from splight_runner.pipeline.flat import FlatEmitter
 SPLIGHT = "splight"
 
 
-class CountingExporter(LogRecordExporter):
-    """Counts what reached its exporter and what the exporter confirmed, for the exit report."""
-
-    def __init__(self, name: str, inner: LogRecordExporter) -> None:
-        self.name = name
-        self._inner = inner
-        self.exported = 0
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        result = self._inner.export(batch)
-        if result == LogRecordExportResult.SUCCESS:
-            self.exported += len(batch)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class CountingProcessor(LogRecordProcessor):
-    """Counts records handed to a processor (the SDK's batch processor drops silently when full)."""
-
-    def __init__(self, inner: LogRecordProcessor, exporter: CountingExporter) -> None:
-        self._inner = inner
-        self.exporter = exporter
-        self.emitted = 0
-
-    def on_emit(self, log_record: Any) -> None:  # type: ignore[override]
-        self.emitted += 1
-        self._inner.on_emit(log_record)
-
-    def emit(self, log_record: Any) -> None:
-        self.on_emit(log_record)
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-    def undelivered(self) -> int:
-        return max(0, self.emitted - self.exporter.exported)
-
-
 class LogPipeline:
-    """Feeds flat items into a provider and owns the end: final status, last flush, exit report."""
+    """Feeds flat items into a provider and owns the end: final status, last flush, exit report.
+
+    ``provider`` is what is flushed and shut down at the end: the SDK's
+    ``LoggerProvider``, or on the direct path the Engine queue itself (it has
+    the same ``force_flush`` and ``shutdown``). ``emitter`` defaults to a
+    :class:`FlatEmitter` on the provider.
+    """
 
     def __init__(
         self,
         provider: Any,
         *,
         splight: Any = None,
-        others: Sequence[CountingProcessor] = (),
+        others: Sequence[Any] = (),
         process_type: str = "component",
         code_attributes: bool = False,
+        emitter: Any = None,
     ) -> None:
         self.provider = provider
         #: The Splight processor, if ``splight`` is a destination (it gives back-pressure and exact counts).
         self.splight = splight
         self.others = list(others)
         self.sends_statuses = records.sends_status(process_type)
-        self.emitter = FlatEmitter(provider, code_attributes=code_attributes)
+        self.emitter = emitter or FlatEmitter(provider, code_attributes=code_attributes)
         self._ended = False
         #: Records dropped before they reached this pipeline (the component's channel, the intake).
         self.lost_upstream = 0
@@ -230,13 +192,34 @@ def build(
     resource_attributes: dict[str, Any],
     *,
     make_splight_processor: Callable[[], Any],
+    make_engine_queue: Callable[[], Any] | None = None,
     process_type: str,
     code_attributes: bool,
 ) -> LogPipeline:
-    """A provider with the component's resource and every destination, for the supervisor."""
+    """The component's pipeline in the supervisor, with every destination.
+
+    With ``splight`` the only destination (and ``make_engine_queue`` given), the
+    direct path: flat items become Engine records as they arrive, and no
+    OpenTelemetry module is imported. The SDK would add nothing the Engine
+    sees (it reads none of the SDK record's other fields), and building it cost
+    most of the runner's start-up and half its work per record. Otherwise an SDK
+    ``LoggerProvider`` with the component's resource and one processor per
+    destination.
+    """
+    if list(exporter_names) == [SPLIGHT] and make_engine_queue is not None:
+        from splight_runner.pipeline.flat import EngineEmitter
+        from splight_runner.pipeline.resource import engine_identity
+
+        queue = make_engine_queue()
+        process_id, sender_type = engine_identity(resource_attributes)
+        emitter = EngineEmitter(queue, process_id=process_id or queue.delivery.process_id, sender_type=sender_type)
+        return LogPipeline(queue, splight=queue, process_type=process_type, emitter=emitter)
+
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
+
+    from splight_runner.pipeline.counting import CountingExporter, CountingProcessor
 
     provider = LoggerProvider(resource=Resource.create(resource_attributes), shutdown_on_exit=False)
     splight = None
@@ -266,4 +249,4 @@ def exporter_class(name: str) -> type:
     return _import_exporters([], [], [resolved])[2][resolved]
 
 
-__all__ = ["CountingExporter", "CountingProcessor", "LogPipeline", "build", "exporter_class"]
+__all__ = ["LogPipeline", "build", "exporter_class"]

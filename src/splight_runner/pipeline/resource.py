@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from splight_runner import environment as names
 from splight_runner.engine import records
@@ -29,3 +30,23 @@ def resource_attributes(
     if not env.get(names.OTEL_SERVICE_NAME) and "service.name=" not in explicit.replace(" ", ""):
         attributes["service.name"] = f"splight-{process_type}"
     return attributes
+
+
+def engine_identity(attributes: Mapping[str, Any], env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """Whose records these are to the Engine (process id, sender type), as the SDK's resource would say.
+
+    The direct path builds no ``Resource``: this reads the two attributes the
+    Engine uses as ``Resource.create(attributes)`` would merge them, the given
+    ones over ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value`` pairs, comma separated,
+    values percent-decoded).
+    """
+    env = os.environ if env is None else env
+    from_env: dict[str, str] = {}
+    for pair in env.get(names.OTEL_RESOURCE_ATTRIBUTES, "").split(","):
+        key, equals, value = pair.partition("=")
+        if equals:
+            from_env[key.strip()] = unquote(value.strip())
+    merged = {**from_env, **attributes}
+    process_id = merged.get(records.RESOURCE_COMPONENT_ID)
+    sender_type = merged.get(records.RESOURCE_PROCESS_TYPE) or records.COMPONENT
+    return (str(process_id) if process_id else None), str(sender_type)

@@ -125,29 +125,44 @@ def _resource(spec: PipelineSpec | None) -> dict[str, Any] | None:
 
 
 def build_pipeline(spec: PipelineSpec) -> Any:
-    """The SDK log pipeline of the component, in this process (runs in a thread while the component starts)."""
-    from opentelemetry.instrumentation.version import __version__ as version
+    """The component's log pipeline, in this process (runs in a thread while the component starts).
 
+    No OpenTelemetry module is imported when the Engine is the only destination
+    (see :func:`splight_runner.pipeline.logs.build`).
+    """
     from splight_runner.pipeline import logs
-    from splight_runner.pipeline.exporter import SplightLogExporter
-    from splight_runner.pipeline.processor import SplightLogRecordProcessor
     from splight_runner.pipeline.resource import resource_attributes
 
+    def delivery_kwargs() -> dict[str, Any]:
+        return {
+            "engine": spec.engine,
+            "process_id": spec.process_id,
+            "sender_type": spec.process_type,
+            "timeout": spec.delivery.export_timeout,
+        }
+
+    def engine_queue() -> Any:
+        from splight_runner.pipeline.delivery import EngineDelivery
+        from splight_runner.pipeline.dispatch import EngineQueue
+
+        return EngineQueue(EngineDelivery(**delivery_kwargs()), settings=spec.delivery)
+
     def splight_processor() -> Any:
-        exporter = SplightLogExporter(
-            engine=spec.engine,
-            process_id=spec.process_id,
-            sender_type=spec.process_type,
-            timeout=spec.delivery.export_timeout,
-        )
-        return SplightLogRecordProcessor(exporter, settings=spec.delivery)
+        from splight_runner.pipeline.exporter import SplightLogExporter
+        from splight_runner.pipeline.processor import SplightLogRecordProcessor
+
+        return SplightLogRecordProcessor(SplightLogExporter(**delivery_kwargs()), settings=spec.delivery)
 
     attributes = resource_attributes(spec.process_id, spec.process_type)
-    attributes["telemetry.auto.version"] = version
+    if list(spec.exporter_names) != [logs.SPLIGHT]:
+        from opentelemetry.instrumentation.version import __version__ as version
+
+        attributes["telemetry.auto.version"] = version
     return logs.build(
         spec.exporter_names,
         attributes,
         make_splight_processor=splight_processor,
+        make_engine_queue=engine_queue,
         process_type=spec.process_type,
         code_attributes=spec.code_attributes,
     )

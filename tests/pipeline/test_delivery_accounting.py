@@ -1,7 +1,8 @@
-"""SplightLogExporter against a real dev-engine: every record sent, rejected or left, exactly once.
+"""EngineDelivery against a real dev-engine: every record sent, rejected or left, exactly once.
 
 Records are real SDK records, made by :class:`splight_runner.pipeline.flat.FlatEmitter`
-on a real ``LoggerProvider``, as both hosts make them.
+on a real ``LoggerProvider`` and made into Engine items by the ``splight`` exporter's
+:func:`~splight_runner.pipeline.exporter.convert`, as the SDK path makes them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from opentelemetry.sdk.resources import Resource
 from splight_runner.bootstrap.splight_capture.capture import flattener
 from splight_runner.dev_engine.server import DevEngine
 from splight_runner.engine import records
-from splight_runner.pipeline import exporter as exporter_module
-from splight_runner.pipeline.exporter import SplightLogExporter
+from splight_runner.pipeline import delivery as delivery_module
+from splight_runner.pipeline.exporter import SplightLogExporter, convert
 from splight_runner.pipeline.flat import FlatEmitter
 from splight_runner.settings import EngineSettings
 
@@ -50,6 +51,15 @@ def sdk_records(*items: str) -> list[Any]:
     return list(memory.get_finished_logs())
 
 
+def items(exporter: SplightLogExporter, *names: str) -> list[Any]:
+    """The Engine items of :func:`sdk_records`, as the Splight processor queues them."""
+    return [convert(readable, exporter) for readable in sdk_records(*names)]
+
+
+def _text(item: Any) -> str:
+    return item["message"] if isinstance(item, dict) else item.status
+
+
 def exporter_for(engine: DevEngine, secret: str = "dev-secret") -> SplightLogExporter:
     settings = EngineSettings(host=engine.url, api_version="v3", access_id="dev-access", secret_key=secret)
     return SplightLogExporter(engine=settings, process_id="C1", sender_type="component", timeout=2.0)
@@ -58,16 +68,16 @@ def exporter_for(engine: DevEngine, secret: str = "dev-secret") -> SplightLogExp
 def test_at_the_deadline_the_in_flight_batch_is_cut_to_what_was_not_delivered_and_held(
     dev_engine: DevEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(exporter_module, "HOLD_AT_DEADLINE", 1.0)
-    batch = sdk_records("a0", "a1", "a2", "status:Running", "b0", "b1")
+    monkeypatch.setattr(delivery_module, "HOLD_AT_DEADLINE", 1.0)
     dev_engine.fail_next(100, 503, endpoint="status")
     exporter = exporter_for(dev_engine)
+    batch = items(exporter, "a0", "a1", "a2", "status:Running", "b0", "b1")
     give_up_at = time.monotonic() + 0.6
     outcome: list[bool] = []
     worker = threading.Thread(target=lambda: outcome.append(exporter.deliver(batch, lambda: give_up_at)))
     worker.start()
     time.sleep(1.0)  # past the deadline, within the hold: what an exit report reads now
-    held = [r.log_record.body for r in batch]
+    held = [_text(item) for item in batch]
     stats_then = (exporter.stats.sent, exporter.stats.abandoned, list(exporter.stats.abandoned_statuses))
     worker.join(5)
 
@@ -80,8 +90,8 @@ def test_at_the_deadline_the_in_flight_batch_is_cut_to_what_was_not_delivered_an
 
 
 def test_without_hold_what_is_left_is_abandoned_at_once(dev_engine: DevEngine) -> None:
-    batch = sdk_records("a0", "status:Running", "b0")
     exporter = exporter_for(dev_engine)
+    batch = items(exporter, "a0", "status:Running", "b0")
     started = time.monotonic()
     assert exporter.deliver(batch, lambda: started - 1, hold=False) is False
     assert time.monotonic() - started < 0.5
@@ -90,9 +100,9 @@ def test_without_hold_what_is_left_is_abandoned_at_once(dev_engine: DevEngine) -
 
 
 def test_413_split_counts_each_record_once(dev_engine: DevEngine) -> None:
-    batch = sdk_records(*(f"r{i}" for i in range(9)))
     dev_engine.fail_next(4, 413, endpoint="logs")  # [9] -> [4] -> [2] -> [1]: r0 alone is refused
     exporter = exporter_for(dev_engine)
+    batch = items(exporter, *(f"r{i}" for i in range(9)))
     assert exporter.deliver(batch, lambda: None) is True
     assert [r["message"] for r in dev_engine.records] == [f"r{i}" for i in range(1, 9)]
     assert (exporter.stats.sent, exporter.stats.rejected, exporter.stats.abandoned) == (8, 1, 0)
@@ -101,7 +111,7 @@ def test_413_split_counts_each_record_once(dev_engine: DevEngine) -> None:
 def test_rejected_statuses_are_not_counted_as_records(dev_engine: DevEngine, capsys: pytest.CaptureFixture) -> None:
     exporter = exporter_for(dev_engine, secret="wrong")
     for _ in range(3):
-        assert exporter.deliver(sdk_records("x", "status:Running", "y"), lambda: None) is True
+        assert exporter.deliver(items(exporter, "x", "status:Running", "y"), lambda: None) is True
     exporter.shutdown()
     assert (exporter.stats.rejected, exporter.stats.rejected_statuses) == (6, ["Running"] * 3)
     lines = [line for line in capsys.readouterr().err.splitlines() if "rejected" in line or "refused" in line]
