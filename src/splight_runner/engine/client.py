@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import email.utils
 import http.client
 import json
 import math
@@ -95,6 +94,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     else:
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
+        import email.utils  # only for an HTTP-date Retry-After: rare, and milliseconds to import
+
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None

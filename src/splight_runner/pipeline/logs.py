@@ -22,8 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from splight_runner.bootstrap.splight_capture.capture import UNCAUGHT_LOGGER
-from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, STATUS
+from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, STATUS, UNCAUGHT_LOGGER
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
 from splight_runner.pipeline.accounting import destination_label

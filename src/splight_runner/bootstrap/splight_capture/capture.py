@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from .values import plain_value, unprintable
 from .voice import say_once
-from .wire import LOG, STATUS
+from .wire import LOG, STATUS, UNCAUGHT_LOGGER
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -54,8 +54,6 @@ def _base_keys() -> int:
 
 
 _BASE = _base_keys()
-#: The logger name of the record an uncaught exception becomes.
-UNCAUGHT_LOGGER = "splight_runner"
 _NO_SPAN = (0, 0, 0)
 
 

@@ -55,6 +55,8 @@ from typing import Any, Iterable
 LOG = 0
 STATUS = 1
 DROPPED = 2
+#: The logger name of the record an uncaught exception becomes (the runner reads it back).
+UNCAUGHT_LOGGER = "splight_runner"
 OTEL = 3
 #: Length of a LOG tuple.
 LOG_FIELDS = 15
