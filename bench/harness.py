@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -219,6 +220,8 @@ class Run:
     result: dict[str, Any]
     stdout: str
     stderr: str
+    #: CPU seconds (user + system) of the process and every descendant it waited for.
+    cpu: float = 0.0
 
 
 class ComponentFailed(RuntimeError):
@@ -226,11 +229,14 @@ class ComponentFailed(RuntimeError):
 
 
 def _run(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, expect_result: bool) -> Run:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         argv, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result: dict[str, Any] = {}
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -238,7 +244,7 @@ def _run(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, 
     if done.returncode != 0 or (expect_result and not result):
         command = " ".join(Path(a).name for a in argv[:3])
         raise ComponentFailed(f"{command}: exit {done.returncode}: {_why(done.stderr)}")
-    return Run(wall, done.returncode, result, done.stdout, done.stderr)
+    return Run(wall, done.returncode, result, done.stdout, done.stderr, cpu)
 
 
 def _why(stderr: str) -> str:

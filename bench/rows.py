@@ -66,6 +66,57 @@ def _engine() -> Iterator[DevEngine]:
         yield engine
 
 
+class _Recorded:
+    """The JSON lines file a ``dev-engine --record`` writes, read as it grows."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._offset = 0
+        self._count = 0
+
+    def wait_for(self, n: int, logger: str, *, timeout: float) -> tuple[int, float]:
+        """Wait until ``n`` records of ``logger`` were written; (how many, when the last was seen, monotonic)."""
+        needle = f'"name": "{logger}"'.encode()
+        compact = f'"name":"{logger}"'.encode()
+        give_up = time.monotonic() + timeout
+        seen_at = time.monotonic()
+        while True:
+            with open(self._path, "rb") as file:
+                file.seek(self._offset)
+                chunk = file.read()
+            whole = chunk.rfind(b"\n") + 1
+            if whole:
+                lines = chunk[:whole]
+                self._offset += whole
+                found = lines.count(needle) + lines.count(compact)
+                if found:
+                    self._count += found
+                    seen_at = time.monotonic()
+            if self._count >= n or time.monotonic() > give_up:
+                return self._count, seen_at
+            time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def _engine_process() -> Iterator[tuple[str, _Recorded]]:
+    """``splight-runner dev-engine`` in its own process, writing what it receives to a file."""
+    import tempfile
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "received.jsonl")
+        open(path, "wb").close()
+        argv = [*runner_command(), "dev-engine", "--port", str(port), "--record", path, "--quiet"]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=engine_env(""))
+        try:
+            assert process.stdout is not None
+            process.stdout.readline()  # its listening line
+            yield f"http://127.0.0.1:{port}", _Recorded(path)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 def _logs_requests(engine: DevEngine) -> list[Any]:
     return [r for r in engine.requests if r.path.endswith("/logs/write/") and r.accepted]
 
@@ -351,6 +402,34 @@ def row_noop(ctx: Context) -> RowResult:
     return result
 
 
+# --- 4b: a component that waits ------------------------------------------------------------------------
+
+
+def row_idle(ctx: Context) -> RowResult:
+    """A component that sleeps: CPU of the runner and the component, less plain python's."""
+    result = RowResult("idle", "an idle component's CPU")
+    seconds = ctx.size(60, 2)
+    with _engine() as engine:
+        env = engine_env(engine.url, BENCH_SLEEP=str(seconds))
+        plain, runner = _each_run(
+            ctx,
+            "idle",
+            (f"plain python, sleeps {seconds} s", lambda: run_plain("idle.py", env, timeout=seconds + 60)),
+            (f"run-component, sleeps {seconds} s", lambda: run_component("idle.py", env, timeout=seconds + 60)),
+        )
+    cpu_plain, cpu_runner = [r.cpu for r in plain], [r.cpu for r in runner]
+    result.lines.append(
+        Line(
+            f"CPU of runner + component {MINUS} plain python, {seconds} s asleep",
+            pairwise(cpu_runner, cpu_plain, lambda a, b: a - b),
+            "s",
+            at_most(0.05, "s"),
+            f"plain {med(cpu_plain):.3f} s, run-component {med(cpu_runner):.3f} s (start-up and exit included)",
+        )
+    )
+    return result
+
+
 # --- 5: heavy imports -------------------------------------------------------------------------------------
 
 
@@ -473,11 +552,38 @@ def row_delivery(ctx: Context) -> RowResult:
                 "posts": len(logs),
             }
 
-        (runs,) = _each_run(ctx, "delivery", (f"run-component, {n:,} records", flood))
+        def flood_own_process() -> dict[str, float]:
+            with _engine_process() as (url, recorded):
+                own_env = {**env, **engine_env(url)}
+                offset = time.time() - time.monotonic()
+                run = run_component("flood.py", own_env, timeout=900)
+                got, done = recorded.wait_for(n, "bench.flood", timeout=600)
+                if got == 0:
+                    raise ComponentFailed("delivery: the Engine stand-in received nothing")
+                first, last = run.result["first"], run.result["last"]
+                return {"rate": got / (done + offset - first), "received": got, "produce": n / (last - first)}
+
+        runs, own = _each_run(
+            ctx,
+            "delivery",
+            (f"run-component, {n:,} records, Engine stand-in in this process", flood),
+            (f"run-component, {n:,} records, Engine stand-in in its own process", flood_own_process),
+        )
+    own_received = min(run["received"] for run in own)
+    result.lines.append(
+        Line(
+            "records/s, Engine stand-in in its own process (dev-engine --record)",
+            [run["rate"] for run in own],
+            "rec/s",
+            at_least(50_000, "rec/s"),
+            f"component produced {med(r['produce'] for r in own):,.0f} rec/s; "
+            f"the stand-in wrote {own_received:,}/{n:,} (worst run)",
+        )
+    )
     received = min(run["received"] for run in runs)
     result.lines.append(
         Line(
-            "records/s, first record → Engine has all",
+            "records/s, first record → Engine has all (stand-in in this process)",
             [run["rate"] for run in runs],
             "rec/s",
             at_least(50_000, "rec/s"),
@@ -681,6 +787,16 @@ def row_memory(ctx: Context) -> RowResult:
             f"(peak {med(mib(full_runner, 'VmHWM')):.1f} MiB); queues bounded by OTEL_BLRP_MAX_QUEUE_SIZE",
         )
     )
+    result.lines.append(
+        Line(
+            f"the runner's peak VmHWM, {n:,} records of ~200 B, Engine down",
+            mib(full_runner, "parent_VmHWM"),
+            "MiB",
+            None,
+            "what caps it: the component's channel buffer (16 MiB), the runner's intake (64 MiB) and the "
+            "Engine queue (OTEL_BLRP_MAX_QUEUE_SIZE records and 64 MiB, estimated)",
+        )
+    )
     return result
 
 
@@ -692,6 +808,7 @@ ROWS: dict[str, Callable[[Context], RowResult]] = {
     "emit-cheap": row_emit_cheap,
     "pinned": row_pinned,
     "noop": row_noop,
+    "idle": row_idle,
     "imports": row_imports,
     "exit": row_exit,
     "delivery": row_delivery,

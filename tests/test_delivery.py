@@ -78,7 +78,7 @@ def test_fatal_error_in_a_non_daemon_thread_is_shipped_with_everything_before_it
     run = run_component(main, engine_env(dev_engine, OTEL_BLRP_SCHEDULE_DELAY="60000"))
     assert run.returncode == 0
     _assert_exactly_once(dev_engine, 100)
-    crash = dev_engine.records[-1]
+    crash = dev_engine.records_in_time_order[-1]
     assert crash["loglevel"] == "ERROR" and "crunch" in crash["message"]
     assert "MemoryError: worker ran out" in crash["traceback"]
 

@@ -19,10 +19,10 @@ def report(**values: Any) -> None:
     sys.stdout.flush()
 
 
-def rss_kib() -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of this process, from /proc (Linux), in KiB."""
+def rss_kib(pid: int | None = None) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of this process (or ``pid``), from /proc (Linux), in KiB."""
     values: dict[str, int] = {}
-    with open("/proc/self/status", encoding="ascii") as status:
+    with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as status:
         for line in status:
             key, _, rest = line.partition(":")
             if key in ("VmRSS", "VmHWM"):

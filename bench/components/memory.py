@@ -4,6 +4,8 @@
 ``BENCH_N>0``: after logging that many records (no handler of its own), then a
 pause for the runner's threads to settle; run with the Engine down, the queues
 fill and the rest is dropped, so what is kept is bounded by the queue sizes.
+Reports the parent's figures too (``parent_VmHWM``: under ``run-component`` the
+parent is the runner, whose queues hold what the Engine did not take).
 """
 
 from __future__ import annotations
@@ -28,4 +30,4 @@ gc.collect()
 
 from _report import report, rss_kib  # noqa: E402
 
-report(n=N, **rss_kib())
+report(n=N, **rss_kib(), **{f"parent_{key}": value for key, value in rss_kib(os.getppid()).items()})

@@ -195,7 +195,7 @@ def test_a_component_that_changes_its_own_process_still_ships(setup, dev_engine,
     run = run_component(main, engine_env(dev_engine), timeout=120)
 
     assert run.returncode == 0, run.stderr
-    got = [r["message"] for r in dev_engine.records]
+    got = [r["message"] for r in dev_engine.records_in_time_order]
     assert got.count("from a child") == 1
     assert [m for m in got if m != "from a child"] == [f"record {i}" for i in range(500)] + ["the end"]
     assert dev_engine.statuses == [("C1", "Succeeded")]

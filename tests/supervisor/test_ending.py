@@ -46,7 +46,8 @@ ENDS = """
 
 
 def _last_two(dev_engine) -> tuple[dict, dict]:
-    return dev_engine.records[-2], dev_engine.records[-1]
+    last_two = dev_engine.records_in_time_order[-2:]
+    return last_two[0], last_two[1]
 
 
 def _ran(dev_engine, tmp_path, how: str):

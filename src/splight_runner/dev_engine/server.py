@@ -416,6 +416,15 @@ class DevEngine:
             return list(self._records)
 
     @property
+    def records_in_time_order(self) -> list[dict[str, Any]]:
+        """Every accepted log record as the Engine shows them: by ``timestamp``, arrival order among equals.
+
+        Batches of records may be in flight side by side (``SPLIGHT_RUNNER_EXPORT_CONCURRENCY``),
+        so arrival order is not the order they were logged in; their timestamps are.
+        """
+        return sorted(self.records, key=lambda record: record.get("timestamp") or "")
+
+    @property
     def statuses(self) -> list[tuple[str, str]]:
         """Every accepted ``(process id, status)``, in order."""
         with self._lock:

@@ -145,6 +145,9 @@ class LogPipeline:
             return 0
         self._ended = True
         if last_words is not None:
+            if self.splight is not None:
+                # How it ended explains the final status: after every record, as the status is.
+                self.splight.final_flush(deadline)
             self.emitter.emit(last_words)
         final = records.final_status(self.last_status, exit_status) if self.sends_statuses else None
         if final is not None:
