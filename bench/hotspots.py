@@ -61,10 +61,11 @@ from bench.harness import ACCESS_ID, COMPONENTS, SECRET_KEY, TIMES, clean_enviro
 REPEATS = 5
 #: What the supervisor's main thread imports for ``run-component``.
 SUPERVISOR_IMPORTS = "import splight_runner.cli, splight_runner.supervisor.launch, splight_runner.supervisor.host"
-#: What its pipeline thread imports while the component starts (``supervisor.launch.build_pipeline``).
+#: What its pipeline thread imports while the component starts (``supervisor.launch.build_pipeline``),
+#: with the Engine the only destination (the direct path: no OpenTelemetry).
 PIPELINE_IMPORTS = (
-    "import opentelemetry.instrumentation.version, splight_runner.pipeline.logs, splight_runner.pipeline.exporter, "
-    "splight_runner.pipeline.processor, splight_runner.pipeline.resource"
+    "import splight_runner.pipeline.logs, splight_runner.pipeline.flat, splight_runner.pipeline.dispatch, "
+    "splight_runner.pipeline.delivery, splight_runner.pipeline.resource"
 )
 
 
@@ -229,7 +230,7 @@ def _startup(engine_url: str, channel: str, tmp: Path) -> None:
         ("python -c pass", [python, "-c", "pass"], plain_env),
         ("supervisor imports (cli, launch, host)", [python, "-c", SUPERVISOR_IMPORTS], plain_env),
         (
-            "+ its pipeline thread's imports (SDK, pipeline)",
+            "+ its pipeline thread's imports (direct path)",
             [python, "-c", f"{SUPERVISOR_IMPORTS}; {PIPELINE_IMPORTS}"],
             plain_env,
         ),

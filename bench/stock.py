@@ -34,7 +34,9 @@ def _stock_packages() -> dict[str, str]:
     return {
         "opentelemetry-distro": instrumentation,
         "opentelemetry-sdk": sdk,
-        "opentelemetry-exporter-otlp": metadata.version("opentelemetry-exporter-otlp"),
+        # What a user of the stock distro installs: the OTLP exporter meta-package, released with the SDK
+        # (the runner's own venv has only its HTTP half since the lean install).
+        "opentelemetry-exporter-otlp": sdk,
     }
 
 

@@ -41,15 +41,23 @@ from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.delivery import DeliveryStats, EngineDelivery
 from splight_runner.pipeline.flat import RUNNER_SCOPE, SEVERITY_WARN
 
-#: Default bound of the queue in (estimated) bytes.
-DEFAULT_MAX_QUEUE_BYTES = 64 << 20
+#: Default bound of the queue in (estimated) bytes, beside ``OTEL_BLRP_MAX_QUEUE_SIZE`` records:
+#: the count binds for short records (20,000 of about 0.4 KB), this for long ones (800 records of 40 KB).
+#: An edge node runs many runners; with the intake's 32 MiB this keeps a runner whose Engine is
+#: down under ≈ 100 MiB whatever its component logs (64 MiB before).
+DEFAULT_MAX_QUEUE_BYTES = 32 << 20
+
+
+#: What a queued Engine record holds besides its message and traceback: the dict and its other
+#: values (measured with tracemalloc: about 410 B for a record with a short message).
+RECORD_OVERHEAD = 400
 
 
 def _size(item: EngineItem) -> int:
     """A cheap estimate of what a queued item holds: its text and a fixed overhead."""
     if type(item) is dict:
-        return 256 + len(item["message"]) + len(item["traceback"])
-    return 256
+        return RECORD_OVERHEAD + len(item["message"]) + len(item["traceback"])
+    return RECORD_OVERHEAD
 
 
 def _is_status(item: Any) -> bool:

@@ -49,6 +49,12 @@ from splight_runner.pipeline.deadline import ExitDeadline
 
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20
+#: Bytes of frames the intake holds while the feeder waits for room in the Engine queue (a healthy
+#: but slower Engine); a frame past it is dropped and counted. Held as the frames were read and
+#: decoded one at a time by the feeder, so this is what the intake costs in memory: 32 MiB is about
+#: 500,000 short records (66 B each on the wire). Before, decoded items were held against a bound
+#: of 64 MiB of frame bytes, several times that in memory (161 MiB peak for the runner, Engine down).
+DEFAULT_MAX_INTAKE_BYTES = 32 << 20
 #: How long after the child's exit the host waits for its other processes' connections to close.
 _EOF_GRACE = 0.3
 #: At the deadline, at most this long to read and count what the sockets still hold (the exit
@@ -69,7 +75,7 @@ class _Connection:
 class PipelineHost:
     """Reader, intake and feeder of the supervisor-hosted pipeline."""
 
-    def __init__(self, folder: str, *, max_intake_bytes: int = 64 << 20) -> None:
+    def __init__(self, folder: str, *, max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES) -> None:
         self.folder = folder
         self.path = os.path.join(folder, "channel")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -85,7 +91,8 @@ class PipelineHost:
         self._connections: dict[int, _Connection] = {}
         self.connections_seen = 0
         self._max_intake = max_intake_bytes
-        self._intake: deque[tuple[list[Any], int]] = deque()
+        #: Frames as they were read (the feeder decodes them): the byte bound is what the intake holds.
+        self._intake: deque[bytes] = deque()
         self._intake_bytes = 0
         self._intake_lock = threading.Lock()
         self._intake_ready = threading.Condition(self._intake_lock)
@@ -252,19 +259,12 @@ class PipelineHost:
         return size
 
     def _take_frame(self, frame: bytes) -> None:
-        try:
-            items = wire.decode(frame)
-        except ValueError as error:
-            say_limited(
-                "unreadable-frame", f"a component process sent a frame that cannot be read; it is skipped ({error})"
-            )
-            return
         size = len(frame)
         with self._intake_ready:
             if self._fed_to_the_end or self._counting_only or self._intake_bytes + size > self._max_intake:
-                self._count_drop(wire.records_in(items))
+                self._count_drop(wire.records_in(_decoded(frame)))
                 return
-            self._intake.append((items, size))
+            self._intake.append(frame)
             self._intake_bytes += size
             self._intake_ready.notify()
 
@@ -303,8 +303,10 @@ class PipelineHost:
                         self._intake_ready.wait()
                     if self._fed_to_the_end or not self._intake:
                         break
-                    items, size = self._intake.popleft()
-                    self._intake_bytes -= size
+                    frame = self._intake.popleft()
+                    self._intake_bytes -= len(frame)
+                    # Decoded here, one frame at a time: a frame's items take several times its bytes.
+                    items = _decoded(frame)
                     self._in_hand, self._in_hand_next = items, 0
                 if pipeline is None:
                     with self._feed_lock, self._intake_lock:
@@ -370,7 +372,7 @@ class PipelineHost:
         with self._feed_lock, self._intake_ready:
             self._fed_to_the_end = True
             left = self._unsent_by_the_component()
-            left += sum(wire.records_in(items) for items, _ in self._intake)
+            left += sum(wire.records_in(_decoded(frame)) for frame in self._intake)
             left += wire.records_in(self._in_hand[self._in_hand_next :])
             self._intake.clear()
             self._intake_bytes = 0
@@ -393,3 +395,14 @@ class PipelineHost:
         self._reading = False
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+def _decoded(frame: bytes) -> list[Any]:
+    """The items of one frame; none (said once) when it cannot be read."""
+    try:
+        return wire.decode(frame)
+    except ValueError as error:
+        say_limited(
+            "unreadable-frame", f"a component process sent a frame that cannot be read; it is skipped ({error})"
+        )
+        return []

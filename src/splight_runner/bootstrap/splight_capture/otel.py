@@ -25,8 +25,6 @@ and the runner exports it with the component's resource.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import json
 import os
 import time
 from types import ModuleType
@@ -205,6 +203,8 @@ def build_span_side(channel: Any) -> Any:
         "resource_attributes": _resource_attributes(),
         "setup_logging_handler": False,
     }  # type: dict
+    import inspect  # here: milliseconds of every component's start-up, needed only with an SDK
+
     processor = ChannelLogRecordProcessor(channel) if channel is not None else None
     accepted = inspect.signature(_initialize_components).parameters
     if processor is not None and "log_record_processors" in accepted:
@@ -233,6 +233,8 @@ def build_span_side(channel: Any) -> Any:
 
 def _resource_attributes() -> dict:
     """What the runner worked out for the component's resource (it reads the configuration, not us)."""
+    import json
+
     try:
         attributes = json.loads(os.environ.get(names.SPLIGHT_RUNNER_RESOURCE) or "{}")
     except ValueError:
