@@ -646,10 +646,10 @@ def _gateway(n: int) -> None:
 
     def decode() -> int:
         for _ in range(n // 500):
-            decode_request(body, "application/x-protobuf")
+            decode_request(body, "application/x-protobuf", 1 << 30)
         return n // 500 * 500
 
-    request = decode_request(body, "application/x-protobuf")
+    request = decode_request(body, "application/x-protobuf", 1 << 30)
 
     def plan() -> int:
         for _ in range(n // 500):
