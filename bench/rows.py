@@ -793,8 +793,8 @@ def row_memory(ctx: Context) -> RowResult:
             mib(full_runner, "parent_VmHWM"),
             "MiB",
             None,
-            "what caps it: the component's channel buffer (16 MiB), the runner's intake (64 MiB) and the "
-            "Engine queue (OTEL_BLRP_MAX_QUEUE_SIZE records and 64 MiB, estimated)",
+            "what caps it: the runner's intake (32 MiB of frames) and the Engine queue "
+            "(OTEL_BLRP_MAX_QUEUE_SIZE records and 32 MiB, estimated)",
         )
     )
     return result
