@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 from splight_runner.bootstrap.splight_capture import wire
-from splight_runner.bootstrap.splight_capture.channel import Channel
+from splight_runner.bootstrap.splight_capture.channel import MAX_QUEUED_ITEMS, Channel
 
 
 def _frames(data: bytes) -> list[list[tuple]]:
@@ -85,3 +86,60 @@ def test_a_runner_that_reads_nothing_never_blocks_the_caller(tmp_path):
     finally:
         channel.close(timeout=0)
         server.close()
+
+
+def test_a_burst_of_long_records_is_framed_about_a_megabyte_at_a_time(tmp_path):
+    """Encoding copies a batch twice: 256 records of 40 KB must not become one 10 MB frame."""
+    path = str(tmp_path / "channel")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    channel = Channel(path)
+    conn, _ = server.accept()
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(_read_all(conn, quiet=1.0)))
+    reader.start()
+    try:
+        for i in range(256):
+            channel.items.append(_item(f"{i} " + "x" * 40_000))
+        channel.items.append((wire.STATUS, "Running", time.time_ns()))
+        channel.write()
+        channel.close(timeout=5)
+        reader.join(10)
+        frames = _frames(received[0])
+    finally:
+        server.close()
+    texts = [sum(len(item[4]) for item in frame if item[0] == wire.LOG) for frame in frames]
+    assert sum(len(frame) for frame in frames) == 257  # every item, in order
+    assert [item[4].split()[0] for frame in frames for item in frame if item[0] == wire.LOG] == [
+        str(i) for i in range(256)
+    ]
+    assert len(frames) >= 10 and max(texts) <= 1 << 20, texts
+
+
+def test_a_logging_call_waits_for_a_busy_writer_rather_than_queue_without_bound(tmp_path):
+    """A timer thread the machine does not schedule holds the lock: callers queue a batch, then wait."""
+    path = str(tmp_path / "channel")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    channel = Channel(path)
+    conn, _ = server.accept()
+    conn.setblocking(False)
+    channel.submit(_item("first"))  # the burst starts: from now on the caller writes every batch
+    most_queued = 0
+    try:
+        channel._lock.acquire()  # as the timer thread does while it writes
+        releaser = threading.Timer(0.3, channel._lock.release)
+        releaser.start()
+        started = time.monotonic()
+        for i in range(2_000):
+            channel.submit(_item(f"record {i}"))
+            most_queued = max(most_queued, len(channel.items))
+        waited = time.monotonic() - started
+        releaser.join()
+    finally:
+        channel.close(timeout=0)
+        server.close()
+    assert most_queued <= MAX_QUEUED_ITEMS
+    assert 0.2 < waited < 5  # it waited for the writer, once, and went on

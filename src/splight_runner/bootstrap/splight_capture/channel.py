@@ -46,6 +46,7 @@ import threading
 import time
 from collections import deque
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from . import wire
@@ -58,6 +59,15 @@ FLUSH_INTERVAL = 0.02
 BATCH = 256
 #: Longest wait of a child process's logging call for a runner that is behind.
 CHILD_WAIT = 0.1
+#: Items queued past which a logging call that finds the channel busy (the timer thread writing)
+#: waits for it instead of leaving its record queued: the queue of items is not bounded by the
+#: channel's bytes until they are encoded, and a timer thread the machine does not schedule
+#: must not let a component that logs flat out queue hundreds of megabytes of records.
+MAX_QUEUED_ITEMS = BATCH
+#: Longest such wait: a logging call never waits for the lock forever.
+BUSY_WAIT = 1.0
+#: Characters of text per frame at most (a record alone may be more): what one encoding copies.
+FRAME_TEXT = 1 << 20
 #: Frames written by one system call at most (a backlog of single-record frames from a child).
 _IOV = 64
 
@@ -95,6 +105,8 @@ class Channel:
         self._max_pending = max_pending_bytes
         self.items: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
+        #: Per thread: inside :meth:`write` (a signal handler there must not wait for the lock).
+        self._writing = threading.local()
         self._sock: socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
         #: ``(frame, records)`` not yet sent, whole frames (header and body); and the bytes of the
@@ -142,12 +154,17 @@ class Channel:
             self.write()
             self._wake.set()
             return
-        self.write()
+        if not self.write() and len(self.items) >= MAX_QUEUED_ITEMS and not getattr(self._writing, "on", False):
+            # The timer thread holds the lock (a busy machine may not run it for a while): wait for it
+            # rather than queue without bound. Not from inside a write of this thread (a signal
+            # handler): that one stays queued; and never longer than BUSY_WAIT.
+            self.write(lock_wait=BUSY_WAIT)
 
-    def write(self, *, blocking_for: float = 0.0) -> bool:
+    def write(self, *, blocking_for: float = 0.0, lock_wait: float = 0.0) -> bool:
         """Write everything queued; True when nothing is left pending.
 
-        ``blocking_for`` > 0 (at exit) waits up to that long for a slow reader.
+        ``blocking_for`` > 0 (at exit) waits up to that long for the lock and for a
+        slow reader; ``lock_wait`` > 0 only for the lock.
 
         Never waits for the lock on a logging call: Python runs a signal handler, a
         finalizer or a GC callback between two bytecodes of whatever the thread was
@@ -156,14 +173,18 @@ class Channel:
         a lock its own thread holds, which would hang the component for good.
         """
         lock = self._lock
-        if not lock.acquire(blocking=False) and (blocking_for <= 0 or not lock.acquire(timeout=blocking_for)):
+        wait = max(blocking_for, lock_wait)
+        if not lock.acquire(blocking=False) and (wait <= 0 or not lock.acquire(timeout=wait)):
             return False
+        writing = self._writing
+        writing.on = True
         try:
             if os.getpid() != self.pid or self._closed:
                 return False  # a forked child before its after-fork reset, or after the last word
             self._frame_queued()
             return self._send(blocking_for)
         finally:
+            writing.on = False
             lock.release()
 
     def _frame_queued(self) -> None:
@@ -180,6 +201,10 @@ class Channel:
             return
         popleft = items.popleft
         batch = [popleft() for _ in range(count)]
+        for chunk in _chunks(batch):
+            self._frame_batch(chunk)
+
+    def _frame_batch(self, batch: list[tuple[Any, ...]]) -> None:
         try:
             data = wire.encode(batch)
         except (pickle.PicklingError, RecursionError):
@@ -355,6 +380,7 @@ class Channel:
         """A forked child gets its own connection; what the parent had queued is the parent's."""
         self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._writing = threading.local()
         self.items.clear()
         self._frames = deque()
         self._head_sent = 0
@@ -372,6 +398,47 @@ class Channel:
         self._wake = threading.Event()
         self._connect()
         self._start_thread()
+
+
+_MESSAGE = itemgetter(4)
+_EXCEPTION = itemgetter(10)
+
+
+def _text_size(item: tuple[Any, ...]) -> int:
+    """About what a flat item weighs encoded: a LOG item's message and traceback, else a little."""
+    if item[0] != wire.LOG:
+        return 64
+    size = len(item[4])
+    exception = item[10]
+    if exception is not None:
+        size += len(exception[2])
+    return size
+
+
+def _chunks(batch: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """``batch`` in runs of at most :data:`FRAME_TEXT` characters (a record alone may be more).
+
+    Encoding a batch copies it twice on the way to a frame: 256 records of 40 KB made
+    20 MB of copies at once, which a component near its memory bound could not afford.
+    """
+    try:  # the usual batch, short records and no traceback, in two C-level passes
+        if sum(map(len, map(_MESSAGE, batch))) <= FRAME_TEXT and not any(map(_EXCEPTION, batch)):
+            return [batch]
+    except (IndexError, TypeError):
+        pass  # a status, a drop report or an OTel Logs API record in it: weigh each item
+    chunks: list[list[tuple[Any, ...]]] = []
+    chunk: list[tuple[Any, ...]] = []
+    size = 0
+    for item in batch:
+        weight = _text_size(item)
+        if chunk and size + weight > FRAME_TEXT:
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(item)
+        size += weight
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def _encode_each(batch: list[tuple[Any, ...]]) -> bytes:
