@@ -38,15 +38,21 @@ def _read_all(conn: socket.socket, quiet: float = 0.3) -> bytes:
     return b"".join(chunks)
 
 
+def _listening(tmp_path) -> tuple[str, socket.socket]:
+    """A Unix socket listening where a channel connects, as the runner's host does."""
+    path = str(tmp_path / "channel")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    return path, server
+
+
 def _item(text: str) -> tuple:
     return (wire.LOG, "app", 20, "INFO", text, "/x/main.py", 1, "f", time.time(), None, None, None, 0, 0, 0)
 
 
 def test_a_frame_begun_on_a_reused_descriptor_is_not_resumed_on_the_new_connection(tmp_path):
-    path = str(tmp_path / "channel")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
+    path, server = _listening(tmp_path)
     channel = Channel(path)
     _first, _ = server.accept()  # kept open, never read
     try:
@@ -71,10 +77,7 @@ def test_a_frame_begun_on_a_reused_descriptor_is_not_resumed_on_the_new_connecti
 
 
 def test_a_runner_that_reads_nothing_never_blocks_the_caller(tmp_path):
-    path = str(tmp_path / "channel")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
+    path, server = _listening(tmp_path)
     channel = Channel(path, max_pending_bytes=1 << 20)
     try:
         started = time.monotonic()
@@ -90,10 +93,7 @@ def test_a_runner_that_reads_nothing_never_blocks_the_caller(tmp_path):
 
 def test_a_burst_of_long_records_is_framed_about_a_megabyte_at_a_time(tmp_path):
     """Encoding copies a batch twice: 256 records of 40 KB must not become one 10 MB frame."""
-    path = str(tmp_path / "channel")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
+    path, server = _listening(tmp_path)
     channel = Channel(path)
     conn, _ = server.accept()
     received: list[bytes] = []
@@ -119,10 +119,7 @@ def test_a_burst_of_long_records_is_framed_about_a_megabyte_at_a_time(tmp_path):
 
 def test_a_logging_call_waits_for_a_busy_writer_rather_than_queue_without_bound(tmp_path):
     """A timer thread the machine does not schedule holds the lock: callers queue a batch, then wait."""
-    path = str(tmp_path / "channel")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
+    path, server = _listening(tmp_path)
     channel = Channel(path)
     conn, _ = server.accept()
     conn.setblocking(False)
