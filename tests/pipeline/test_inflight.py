@@ -48,7 +48,7 @@ def historical() -> Iterator[None]:
 
 
 class Pipeline:
-    """A provider feeding the real Splight processor, as the supervisor builds it."""
+    """A provider feeding the real Splight processor (the SDK path; its Engine queue is the direct path's too)."""
 
     def __init__(self, engine: DevEngine, *, concurrency: int, delay_ms: int = 50, timeout: float = 10.0) -> None:
         settings = EngineSettings(host=engine.url, api_version="v3", access_id="dev-access", secret_key="dev-secret")
