@@ -1,4 +1,4 @@
-"""The supervisor hosts the export pipeline; the component only captures.
+"""The supervisor hosts the pipeline; the component only captures.
 
 Why here and not in the component: the supervisor is the component's parent,
 with its own GIL and a longer life. Exporting on the component's GIL costs
@@ -16,14 +16,16 @@ The way through this module, in order:
 2. the *reader* thread accepts, checks each connection's hello (the channel's
    format, ``splight_capture.wire``: a component side of another format is
    named in one line and not read), reads length-prefixed frames, and
-   puts them in the *intake*, bounded in bytes: it never waits on the
+   puts them in the *intake* as read, bounded in bytes: it never waits on the
    pipeline, so a slow Engine never makes the component's writes back up;
    past the bound whole frames are dropped and counted;
-3. the *feeder* thread turns frames into SDK log records
-   (:class:`~splight_runner.pipeline.flat.FlatEmitter`) on the SDK
-   ``LoggerProvider`` built from the component's resource and every exporter
-   ``OTEL_LOGS_EXPORTER`` names. It waits while the Splight processor's queue
-   is full instead of letting it drop, so a burst is held (in bytes) rather
+3. the *feeder* thread decodes one frame at a time and hands its items to the
+   pipeline: Engine records straight away when the Engine is the only
+   destination (:class:`~splight_runner.pipeline.flat.EngineEmitter`), else
+   SDK log records (:class:`~splight_runner.pipeline.flat.FlatEmitter`) on the
+   SDK ``LoggerProvider`` built from the component's resource and every
+   exporter ``OTEL_LOGS_EXPORTER`` names. It waits while the Engine queue is
+   full instead of letting it drop, so a burst is held (in bytes) rather
    than lost;
 4. at the end (:meth:`PipelineHost.finish`), after the child has exited and
    its connections reached end-of-file, the final status goes in last, then
