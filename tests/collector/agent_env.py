@@ -11,7 +11,14 @@ def agent_env(
     tmp_path: Path, gateway_port: int, component_id: str, **extra: str
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Every knob agent.yaml reads, on loopback ports nothing else uses; ``extra`` adds or overrides."""
-    ports = {name: free_port() for name in ("grpc", "http", "health", "metrics")}
+    taken = {gateway_port}
+    ports: dict[str, int] = {}
+    for name in ("grpc", "http", "health", "metrics"):
+        port = free_port()
+        while port in taken:  # each draw is free on its own: two draws can be the same port
+            port = free_port()
+        taken.add(port)
+        ports[name] = port
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),

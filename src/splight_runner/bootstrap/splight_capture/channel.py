@@ -105,8 +105,9 @@ class Channel:
         self._max_pending = max_pending_bytes
         self.items: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        #: Per thread: inside :meth:`write` (a signal handler there must not wait for the lock).
-        self._writing = threading.local()
+        #: Per thread: inside :meth:`write`, or waiting for a busy writer (a signal handler that logs
+        #: there must not wait for the lock in turn).
+        self._busy = threading.local()
         self._sock: socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
         #: ``(frame, records)`` not yet sent, whole frames (header and body); and the bytes of the
@@ -154,11 +155,19 @@ class Channel:
             self.write()
             self._wake.set()
             return
-        if not self.write() and len(self.items) >= MAX_QUEUED_ITEMS and not getattr(self._writing, "on", False):
+        if not self.write() and len(self.items) >= MAX_QUEUED_ITEMS:
+            busy = self._busy
+            if getattr(busy, "on", False):
+                return  # inside this thread's own write or wait (a signal handler): stays queued
             # The timer thread holds the lock (a busy machine may not run it for a while): wait for it
-            # rather than queue without bound. Not from inside a write of this thread (a signal
-            # handler): that one stays queued; and never longer than BUSY_WAIT.
-            self.write(lock_wait=BUSY_WAIT)
+            # rather than queue without bound, never longer than BUSY_WAIT. A signal handler that logs
+            # meanwhile finds the thread busy and does not wait in turn: waits never nest (they did,
+            # a 2 kHz handler thousands deep, until the recursion limit took records with it).
+            busy.on = True
+            try:
+                self.write(lock_wait=BUSY_WAIT)
+            finally:
+                busy.on = False
 
     def write(self, *, blocking_for: float = 0.0, lock_wait: float = 0.0) -> bool:
         """Write everything queued; True when nothing is left pending.
@@ -176,15 +185,16 @@ class Channel:
         wait = max(blocking_for, lock_wait)
         if not lock.acquire(blocking=False) and (wait <= 0 or not lock.acquire(timeout=wait)):
             return False
-        writing = self._writing
-        writing.on = True
+        busy = self._busy
+        was_busy = getattr(busy, "on", False)
+        busy.on = True
         try:
             if os.getpid() != self.pid or self._closed:
                 return False  # a forked child before its after-fork reset, or after the last word
             self._frame_queued()
             return self._send(blocking_for)
         finally:
-            writing.on = False
+            busy.on = was_busy
             lock.release()
 
     def _frame_queued(self) -> None:
@@ -380,7 +390,7 @@ class Channel:
         """A forked child gets its own connection; what the parent had queued is the parent's."""
         self.pid = os.getpid()
         self._lock = threading.Lock()
-        self._writing = threading.local()
+        self._busy = threading.local()
         self.items.clear()
         self._frames = deque()
         self._head_sent = 0
