@@ -46,7 +46,8 @@ class InProcess:
                 # What the process can see of its own end: its exit code and SystemExit text.
                 last = ending_record(how_it_ended(watch.code), watch.text or "")
         never_fed = self.intake.close()
-        self.pipeline.end(ending, give_up_at, lost_before=self.intake.dropped + never_fed, last_words=last)
+        lost = self.intake.dropped + self.intake.lost + never_fed
+        self.pipeline.end(ending, give_up_at, lost_before=lost, last_words=last)
         flush_spans(self.tracer_provider, give_up_at - time.monotonic())
 
     def before_exec(self) -> None:

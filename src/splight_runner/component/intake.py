@@ -32,6 +32,8 @@ class InProcessIntake:
         self.items: deque[tuple[Any, ...]] = deque()
         self.pid = os.getpid()
         self.dropped = 0
+        #: Records the capture hook could not take (it adds; the exit report counts them).
+        self.lost = 0
         self.own_threads: set[int] = set()
         self._wake = threading.Event()
         self._stopped = False
@@ -81,6 +83,7 @@ class InProcessIntake:
         """A forked child starts with an empty intake and its own thread: the parent ships its own."""
         self.pid = os.getpid()
         self.items.clear()
+        self.lost = 0
         self.dropped = 0
         self._wake = threading.Event()
         self.own_threads.clear()

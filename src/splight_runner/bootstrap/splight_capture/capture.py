@@ -64,6 +64,9 @@ class Sink(Protocol):
     threshold: int
     pid: int
 
+    #: Records the hook could not take (counted by the hook, reported by the sink).
+    lost: int
+
     def full(self) -> None: ...
 
 
@@ -313,11 +316,22 @@ def make_hook(
             # one made on the pipeline's own thread (an SDK warning) must not loop.
             if (record.process != sink.pid and record.process is not None) or record.thread in own_threads:
                 return
-            append(flatten(record))
+            item = flatten(record)
+        except Exception:
+            # Capture must never be why a logging call fails; a record it could not take is counted
+            # (a RecursionError at the edge of the recursion limit, say), never lost without a word.
+            # An attribute, not a call: at that edge one more frame would fail the count too.
+            try:  # noqa: SIM105
+                sink.lost += 1
+            except Exception:
+                pass
+            return
+        try:
+            append(item)
             if len(items) >= sink.threshold:
                 sink.full()
         except Exception:
-            pass  # capture must never be why a logging call fails
+            pass  # the record is queued: whatever failed after, a later write takes it
 
     callHandlers.__splight_runner__ = original  # type: ignore[attr-defined]
     return callHandlers

@@ -122,6 +122,8 @@ class Channel:
         self._dropped = 0
         self._dropped_first = 0
         self._dropped_last = 0
+        #: Records the capture hook could not take (it adds, the writer moves them into the drops).
+        self.lost = 0
         self._closed = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -200,19 +202,29 @@ class Channel:
     def _frame_queued(self) -> None:
         items = self.items
         count = len(items)
+        lost = self.lost
+        if lost:
+            self._drop(lost)  # first: should it fail (the recursion limit), the count stays where it was
+            self.lost -= lost  # not reset: the hook may add one meanwhile
         if self._dropped and self._sock is not None:
             # The report stands for the records it reports: it is queued only whole, within the bound;
             # until then the count waits (and a count never sent is in the unsent file at close).
             report = wire.encode([(wire.DROPPED, self._dropped, self._dropped_first, self._dropped_last)])
             if self.pending_bytes + len(report) + wire.FRAME_HEADER <= self._max_pending:
-                reported, self._dropped = self._dropped, 0
+                reported = self._dropped
                 self._append_frame_bytes(report, reported)
+                self._dropped -= reported
         if not count:
             return
+        # Copied, then taken one chunk at a time once framed: a write that fails midway (the recursion
+        # limit reached by a logging call made deep in the stack) leaves what it did not frame queued
+        # for the next write, instead of losing it.
+        batch = list(islice(items, count))
         popleft = items.popleft
-        batch = [popleft() for _ in range(count)]
         for chunk in _chunks(batch):
             self._frame_batch(chunk)
+            for _ in range(len(chunk)):
+                popleft()
 
     def _frame_batch(self, batch: list[tuple[Any, ...]]) -> None:
         try:
@@ -340,7 +352,7 @@ class Channel:
         self._thread.start()
 
     def _pending(self) -> bool:
-        return bool(self.items or self._frames or self._dropped)
+        return bool(self.items or self._frames or self._dropped or self.lost)
 
     def _run(self) -> None:
         wake = self._wake
@@ -376,7 +388,7 @@ class Channel:
         locked = lock.acquire(timeout=timeout)
         try:
             self._closed = True
-            unsent = self._dropped + sum(count for _, count in self._frames) + wire.records_in(self.items)
+            unsent = self._dropped + self.lost + sum(count for _, count in self._frames) + wire.records_in(self.items)
         finally:
             if locked:
                 lock.release()
@@ -395,6 +407,7 @@ class Channel:
         self._frames = deque()
         self._head_sent = 0
         self.pending_bytes = 0
+        self.lost = 0
         self._dropped = 0
         self._write_through = True
         self.threshold = 1
