@@ -17,6 +17,11 @@ from splight_runner.diagnostics import say_limited
 from splight_runner.engine.client import EngineError, retry_delay
 
 Deadline = Callable[[], "float | None"]
+#: How often a call waiting for its turn during an outage looks at its deadline again.
+_TURN_POLL = 0.05
+#: What an attempt returns when it should be tried again (after its backoff).
+_RETRY = object()
+
 #: The rate-limit kinds of the lines this loop says (see :func:`splight_runner.diagnostics.say_limited`).
 REJECTED = "engine-rejected"
 OUTAGE_STARTED = "engine-outage-started"
@@ -40,6 +45,8 @@ class Retrier:
         self._say_repeating = say_repeating
         self._outage_since: float | None = None
         self._outage_lock = threading.Lock()
+        #: Held by the one call that probes the Engine while it is failing (see ``_take_turn``).
+        self._probe = threading.Lock()
         self._hurry = threading.Event()
         self._local = threading.local()
 
@@ -61,6 +68,7 @@ class Retrier:
         """Forget the parent's state in a forked child."""
         self._outage_since = None
         self._outage_lock = threading.Lock()
+        self._probe = threading.Lock()
         self._hurry = threading.Event()
         self._local = threading.local()
 
@@ -80,40 +88,79 @@ class Retrier:
         """
         attempt = 0
         while True:
-            give_up_at = deadline()
-            if give_up_at is not None and give_up_at <= time.monotonic():
-                return None  # no call at all: the exit report counts what is left
+            probing = self._take_turn(deadline) if self._outage_since is not None else False
+            if probing is None:
+                return None  # the deadline passed while another call probed the Engine
             try:
-                call(give_up_at)
-            except EngineError as error:
-                if not error.retryable:
-                    self._local.rejection = error
-                    if error.status not in handled:
-                        self._say_repeating(REJECTED, f"the Engine rejected {what} ({error}); dropped")
+                outcome = self._attempt(call, deadline, what, handled, attempt)
+            finally:
+                if probing:
+                    self._probe.release()
+            if outcome is not _RETRY:
+                return outcome  # type: ignore[return-value]
+            attempt += 1
+
+    def _take_turn(self, deadline: Deadline) -> bool | None:
+        """While the Engine is failing, one call at a time probes it (with its backoff): wait for the turn.
+
+        True: this thread holds the turn. False: the outage ended meanwhile, no turn
+        needed. None: the deadline passed. Why: with several calls in flight when an
+        outage starts, each would otherwise retry on its own schedule, N calls in
+        flight against an Engine that is down.
+        """
+        while True:
+            if self._outage_since is None:
+                return False
+            wait = _TURN_POLL
+            give_up_at = deadline()
+            if give_up_at is not None:
+                remaining = give_up_at - time.monotonic()
+                if remaining <= 0:
+                    return None
+                wait = min(wait, remaining)
+            if self._probe.acquire(timeout=wait):
+                if self._outage_since is None:  # it ended while this thread waited
+                    self._probe.release()
                     return False
-                with self._outage_lock:
-                    started = self._outage_since is None
-                    if started:
-                        self._outage_since = time.monotonic()
-                if started:
-                    self._say_repeating(OUTAGE_STARTED, f"cannot deliver to the Engine ({error}); retrying")
-                delay = retry_delay(attempt, error.retry_after)
-                attempt += 1
-                give_up_at = deadline()
-                if give_up_at is not None:
-                    remaining = give_up_at - time.monotonic()
-                    if remaining <= 0:
-                        # Only an exit sets a deadline: the exit report says what was not delivered.
-                        return None
-                    delay = min(delay, remaining)
-                if error.retry_after is not None:
-                    time.sleep(delay)  # the Engine asked for this wait: a flush does not cut it short
-                elif self._hurry.wait(delay):
-                    self._hurry.clear()
-                continue
+                return True
+
+    def _attempt(
+        self, call: Callable[[float | None], None], deadline: Deadline, what: str, handled: frozenset[int], attempt: int
+    ) -> bool | object | None:
+        """One attempt and, when it failed in a way worth retrying, its backoff: :data:`_RETRY`."""
+        give_up_at = deadline()
+        if give_up_at is not None and give_up_at <= time.monotonic():
+            return None  # no call at all: the exit report counts what is left
+        try:
+            call(give_up_at)
+        except EngineError as error:
+            if not error.retryable:
+                self._local.rejection = error
+                if error.status not in handled:
+                    self._say_repeating(REJECTED, f"the Engine rejected {what} ({error}); dropped")
+                return False
             with self._outage_lock:
-                since, self._outage_since = self._outage_since, None
-            if since is not None:
-                outage = time.monotonic() - since
-                self._say_repeating(OUTAGE_ENDED, f"delivering to the Engine again after {outage:.1f} s")
-            return True
+                started = self._outage_since is None
+                if started:
+                    self._outage_since = time.monotonic()
+            if started:
+                self._say_repeating(OUTAGE_STARTED, f"cannot deliver to the Engine ({error}); retrying")
+            delay = retry_delay(attempt, error.retry_after)
+            give_up_at = deadline()
+            if give_up_at is not None:
+                remaining = give_up_at - time.monotonic()
+                if remaining <= 0:
+                    # Only an exit sets a deadline: the exit report says what was not delivered.
+                    return None
+                delay = min(delay, remaining)
+            if error.retry_after is not None:
+                time.sleep(delay)  # the Engine asked for this wait: a flush does not cut it short
+            elif self._hurry.wait(delay):
+                self._hurry.clear()
+            return _RETRY
+        with self._outage_lock:
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            outage = time.monotonic() - since
+            self._say_repeating(OUTAGE_ENDED, f"delivering to the Engine again after {outage:.1f} s")
+        return True
