@@ -47,9 +47,6 @@ class SplightLogExporter(EngineDelivery, LogRecordExporter):
         delivered = self.deliver(items, lambda: give_up_at, hold=False)
         return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
 
-    def shutdown(self) -> None:
-        EngineDelivery.shutdown(self)
-
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
