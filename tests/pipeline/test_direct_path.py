@@ -32,7 +32,7 @@ from splight_runner.engine import records
 from splight_runner.engine.client import pack_records
 from splight_runner.pipeline.delivery import EngineDelivery
 from splight_runner.pipeline.exporter import convert
-from splight_runner.pipeline.flat import EngineEmitter, FlatEmitter
+from splight_runner.pipeline.flat import EngineEmitter, FlatEmitter, severity_number
 from splight_runner.settings import EngineSettings
 
 
@@ -196,3 +196,12 @@ print(type(pipeline.splight).__name__, loaded)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "EngineQueue []"
+
+
+def test_the_severity_rule_is_the_logging_instrumentations():
+    """Both paths take a level's severity from ``flat.severity_number``: it must be upstream's ``std_to_otel``."""
+    from opentelemetry.instrumentation.log_utils import std_to_otel
+
+    assert [severity_number(level) for level in range(-20, 201)] == [
+        std_to_otel(level).value for level in range(-20, 201)
+    ]
