@@ -282,16 +282,27 @@ def from_sdk(readable: Any, default_process_id: str | None, default_sender_type:
 
     ``("skip", reason)`` when the record cannot be sent (no process id).
     """
+    item, _ = _sdk_item(readable, default_process_id, default_sender_type)
+    if isinstance(item, str):
+        return "skip", item
+    if type(item) is StatusUpdate:
+        return "status", tuple(item)
+    return "log", item
+
+
+def _sdk_item(readable: Any, default_process_id: str | None, default_sender_type: str) -> tuple[EngineItem | str, str]:
+    """The Engine item of an SDK record (or why it has none), and its sender type: the resource read once."""
     log_record = readable.log_record
     resource_attrs = _plain(readable.resource.attributes) if readable.resource is not None else {}
+    sender_type = str(resource_attrs.get(RESOURCE_PROCESS_TYPE) or default_sender_type)
     process_id = resource_attrs.get(RESOURCE_COMPONENT_ID) or default_process_id
     if not process_id:
-        return "skip", "no splight.component.id"
+        return "no splight.component.id", sender_type
     scope = readable.instrumentation_scope
     severity = log_record.severity_number
     item = engine_item(
         process_id=str(process_id),
-        sender_type=str(resource_attrs.get(RESOURCE_PROCESS_TYPE) or default_sender_type),
+        sender_type=sender_type,
         scope_name=scope.name if scope is not None else None,
         body=log_record.body,
         severity_number=severity.value if severity is not None else None,
@@ -302,9 +313,7 @@ def from_sdk(readable: Any, default_process_id: str | None, default_sender_type:
         trace_id=log_record.trace_id or 0,
         span_id=log_record.span_id or 0,
     )
-    if type(item) is StatusUpdate:
-        return "status", tuple(item)
-    return "log", item
+    return item, sender_type
 
 
 def engine_item(
@@ -344,14 +353,9 @@ def engine_item(
 
 
 def item_from_sdk(readable: Any, default_process_id: str | None, default_sender_type: str) -> EngineItem | str | None:
-    """:func:`from_sdk` as the delivery path carries it: an :data:`EngineItem`, None for a status this
+    """What the delivery path carries of an SDK record: an :data:`EngineItem`, None for a status this
     sender does not send (an agent's), or the reason (a ``str``) why the record cannot be sent."""
-    kind, payload = from_sdk(readable, default_process_id, default_sender_type)
-    if kind == "log":
-        return payload
-    if kind == "status":
-        resource = _plain(readable.resource.attributes) if readable.resource is not None else {}
-        if not sends_status(str(resource.get(RESOURCE_PROCESS_TYPE) or default_sender_type)):
-            return None
-        return StatusUpdate(*payload)
-    return str(payload)
+    item, sender_type = _sdk_item(readable, default_process_id, default_sender_type)
+    if type(item) is StatusUpdate and not sends_status(sender_type):
+        return None
+    return item

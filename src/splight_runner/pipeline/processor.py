@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
-from splight_runner.pipeline.dispatch import DEFAULT_MAX_QUEUE_BYTES, EngineQueue
+from splight_runner.pipeline.dispatch import EngineQueue
 from splight_runner.pipeline.exporter import convert
 
 
@@ -30,4 +30,4 @@ class SplightLogRecordProcessor(EngineQueue, LogRecordProcessor):
             self.put(item)
 
 
-__all__ = ["DEFAULT_MAX_QUEUE_BYTES", "SplightLogRecordProcessor"]
+__all__ = ["SplightLogRecordProcessor"]
