@@ -6,19 +6,21 @@ a usage or configuration mistake, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
 
 from splight_runner import __version__
 from splight_runner import environment as names
 from splight_runner import settings as config
 from splight_runner.settings import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import NoReturn
+
     from splight_runner.supervisor.launch import PipelineSpec
 
 PROG = "splight-runner"
@@ -64,18 +66,21 @@ _ENVIRONMENT_EPILOG = (
 )
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions keep their line breaks; option help is wrapped as usual."""
+def _new_parser(**kwargs: object) -> argparse.ArgumentParser:
+    """An argparse parser that reports a mistake as a one-line ``UsageError``; descriptions keep their line breaks.
 
+    ``argparse`` is imported here and not with this module: ``run-component`` in the
+    form the Engine uses never needs it (see :func:`_plain_run_component`).
+    """
+    import argparse
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        kwargs.setdefault("epilog", _ENVIRONMENT_EPILOG)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog.removeprefix(PROG + ' ')}: {message}")
+    kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    kwargs.setdefault("epilog", _ENVIRONMENT_EPILOG)
+    return Parser(**kwargs)  # type: ignore[arg-type]
 
 
 def _split_double_dash(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -168,8 +173,8 @@ _PYTHON_HELP = (
 )
 
 
-def _parser_run_component() -> _Parser:
-    parser = _Parser(
+def _parser_run_component() -> argparse.ArgumentParser:
+    parser = _new_parser(
         prog=f"{PROG} run-component",
         usage=f"{PROG} run-component PATH/main.py --component-id=ID [--python PY] [-- ARGS...]",
         description=(
@@ -200,17 +205,55 @@ def _component_script(path: str) -> tuple[str, str]:
     return os.path.split(os.path.realpath(path))
 
 
+#: ``run-component``'s options that take a value.
+_RUN_COMPONENT_OPTIONS = ("--component-id", "--python")
+
+
+def _plain_run_component(own: list[str]) -> tuple[str, str | None, str | None] | None:
+    """PATH, ``--component-id`` and ``--python`` when ``own`` has the plain form the Engine uses
+    (one path; each option at most once, as ``--option=VALUE`` or ``--option VALUE``), else None.
+
+    Anything else (help, a mistake, an abbreviated option) is read by argparse, which
+    explains it; the plain form means the same to both, without importing argparse
+    at every component's start.
+    """
+    path: str | None = None
+    values: dict[str, str] = {}
+    rest = iter(own)
+    for arg in rest:
+        if not arg.startswith("-"):
+            if path is not None:
+                return None
+            path = arg
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in _RUN_COMPONENT_OPTIONS or name in values:
+            return None
+        if not equals:
+            value = next(rest, "-")
+            if value.startswith("-"):
+                return None
+        values[name] = value
+    if path is None:
+        return None
+    return path, values.get("--component-id"), values.get("--python")
+
+
 def cmd_run_component(args: list[str]) -> int:
     own, extra = _split_double_dash(args)
-    ns = _parser_run_component().parse_args(own)
-    if ns.ARGS:
-        raise UsageError(f"run-component: unexpected {ns.ARGS[0]!r} (the component's own arguments go after '--')")
-    folder, script = _component_script(ns.path)
+    plain = _plain_run_component(own)
+    if plain is None:
+        ns = _parser_run_component().parse_args(own)
+        if ns.ARGS:
+            raise UsageError(f"run-component: unexpected {ns.ARGS[0]!r} (the component's own arguments go after '--')")
+        plain = ns.path, ns.component_id, ns.python
+    path, given_id, python = plain
+    folder, script = _component_script(path)
     overrides = {names.PROCESS_TYPE: os.environ.get(names.PROCESS_TYPE) or "component"}
-    if ns.component_id:
-        overrides[names.COMPONENT_ID] = ns.component_id
-    component_id = ns.component_id or config.process_id({**os.environ, **overrides})
-    argv = [_component_python(ns.python), script]
+    if given_id:
+        overrides[names.COMPONENT_ID] = given_id
+    component_id = given_id or config.process_id({**os.environ, **overrides})
+    argv = [_component_python(python), script]
     if component_id:
         argv += ["--component-id", component_id]
     return _launch(argv + extra, folder, overrides)
@@ -226,16 +269,16 @@ def _command_argv(command: list[str], what: str = "run") -> list[str]:
     first = command[0]
     if first == "-m" or first.endswith(".py"):
         return [_component_python(), *command]
-    import shutil
+    from splight_runner.supervisor.spawn import which
 
-    resolved = shutil.which(first)
+    resolved = which(first)
     if resolved is None:
         raise UsageError(f"{what}: {first}: command not found")
     return [resolved, *command[1:]]
 
 
-def _parser_run() -> _Parser:
-    parser = _Parser(
+def _parser_run() -> argparse.ArgumentParser:
+    parser = _new_parser(
         prog=f"{PROG} run",
         usage=f"{PROG} run [--component-id=ID] -- CMD [ARGS...]",
         description=(
@@ -263,8 +306,8 @@ def cmd_run(args: list[str]) -> int:
     return _launch(_command_argv(command), None, overrides)
 
 
-def _parser_run_agent() -> _Parser:
-    parser = _Parser(
+def _parser_run_agent() -> argparse.ArgumentParser:
+    parser = _new_parser(
         prog=f"{PROG} run-agent",
         usage=f"{PROG} run-agent [-- ARGS...]",
         description=(
@@ -283,16 +326,16 @@ def cmd_run_agent(args: list[str]) -> int:
     ns = _parser_run_agent().parse_args(own)
     if ns.ARGS:
         raise UsageError(f"run-agent: unexpected {ns.ARGS[0]!r} (splight-agent's arguments go after '--')")
-    import shutil
+    from splight_runner.supervisor.spawn import which
 
-    if shutil.which("splight-agent") is None:
+    if which("splight-agent") is None:
         raise config.ConfigError("run-agent: splight-agent is not installed (pip install splight-agent)")
     overrides = {names.PROCESS_TYPE: "agent"}
     return _launch(_command_argv(["splight-agent", *extra], "run-agent"), None, overrides)
 
 
-def _parser_dev_engine() -> _Parser:
-    parser = _Parser(
+def _parser_dev_engine() -> argparse.ArgumentParser:
+    parser = _new_parser(
         prog=f"{PROG} dev-engine",
         description=(
             "A local stand-in of the Engine's two endpoints (logs/write and update-status): it checks the\n"
@@ -372,8 +415,8 @@ TEST_RECORD_MESSAGE = "splight-runner check: test record, safe to ignore"
 TEST_RECORD_NAME = "splight_runner.check"
 
 
-def _parser_check() -> _Parser:
-    parser = _Parser(
+def _parser_check() -> argparse.ArgumentParser:
+    parser = _new_parser(
         prog=f"{PROG} check",
         description=(
             "Check the configuration as run-component would, make one authenticated call to the Engine\n"

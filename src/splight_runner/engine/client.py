@@ -14,25 +14,24 @@ process and must not add to (or conflict with) its dependencies.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import http.client
 import json
 import math
 import os
 import random
 import select
 import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from splight_runner import __version__
 from splight_runner.bootstrap.splight_capture.values import valid_text
+from splight_runner.engine import http11
+from splight_runner.engine.proxies import proxy_for
 from splight_runner.settings import EngineSettings
 
 __all__ = [
@@ -149,6 +148,8 @@ class EngineError(Exception):
     def __str__(self) -> str:
         if self.status is None:
             return self.detail or "no answer from the Engine"
+        from http import HTTPStatus  # an enum of every status: built only when an error is shown
+
         try:
             head = f"{self.status} {HTTPStatus(self.status).phrase}"
         except ValueError:
@@ -179,16 +180,17 @@ def _describe_failure(error: BaseException, where: str, timeout: float, stage: s
         return f"no answer from {where} within {timeout:g}s"
     if isinstance(error, socket.gaierror):
         return f"cannot resolve {where}: {error.strerror or error}"
-    if isinstance(error, ssl.SSLCertVerificationError):
+    ssl = sys.modules.get("ssl")  # imported for an https Engine only; without it no error is a TLS error
+    if ssl is not None and isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS certificate of {where} not trusted: {error.verify_message or error.reason}"
-    if isinstance(error, ssl.SSLError):
+    if ssl is not None and isinstance(error, ssl.SSLError):
         return f"TLS error with {where}: {error.reason or type(error).__name__}"
-    if isinstance(error, http.client.RemoteDisconnected):
+    if isinstance(error, http11.RemoteDisconnected):
         return f"{where} closed the connection without answering"
-    if isinstance(error, http.client.IncompleteRead):
+    if isinstance(error, http11.IncompleteAnswer):
         return f"{where} closed the connection in the middle of its answer"
-    if isinstance(error, http.client.HTTPException):
-        return f"incomplete or malformed answer from {where} ({type(error).__name__})"
+    if isinstance(error, http11.ProtocolError):
+        return f"malformed answer from {where} ({error})"
     if isinstance(error, ConnectionResetError):
         return f"connection reset by {where}"
     if isinstance(error, OSError):
@@ -203,45 +205,13 @@ def _connection_dropped(sock: socket.socket) -> bool:
     EOF (idle timeout, restart) or garbage, and either way it cannot be reused.
     """
     try:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted count too
+        if pending is not None and pending():
             return True
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-def _proxy_for(scheme: str, host: str, port: int) -> tuple[str, int, dict[str, str]] | None:
-    """The ``HTTP(S)_PROXY`` to tunnel through for this Engine host, if any.
-
-    The original runner used ``requests``, which honours these variables and
-    ``NO_PROXY``; a component deployed behind a proxy keeps working. The proxy
-    is only used through ``CONNECT``, so it relays bytes to the Engine host and
-    never receives a request (or the Authorization header) addressed to itself.
-    """
-    import urllib.request  # only when a connection is opened: it is a heavy import
-
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get(scheme)
-    if not url:
-        return None
-    if urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies):
-        return None
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None
-    try:
-        proxy_port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None
-    headers: dict[str, str] = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        headers["Proxy-Authorization"] = f"Basic {token}"
-    return parts.hostname, proxy_port, headers
 
 
 class EngineClient:
@@ -281,9 +251,9 @@ class EngineClient:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._where = f"{self._host}:{self._port}"
-        self._proxy = _proxy_for(parts.scheme, self._host, self._port)
-        self._ssl_context: ssl.SSLContext | None = None
-        self._conn: http.client.HTTPConnection | None = None
+        self._proxy = proxy_for(parts.scheme, self._host, self._port)
+        self._ssl_context: Any = None
+        self._conn: http11.Connection | None = None
         #: (device, inode) of the connection's socket, recorded when it was opened.
         self._identity: tuple[int, int] | None = None
         self._pid = os.getpid()
@@ -355,24 +325,20 @@ class EngineClient:
 
     # -- internals -------------------------------------------------------------
 
-    def _new_connection(self) -> http.client.HTTPConnection:
-        target_host, target_port, tunnel_headers = self._host, self._port, None
-        if self._proxy is not None:
-            target_host, target_port, tunnel_headers = self._proxy
-        conn: http.client.HTTPConnection
-        if self._https:
-            if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(
-                target_host, target_port, timeout=self._timeout, context=self._ssl_context
-            )
-        else:
-            conn = http.client.HTTPConnection(target_host, target_port, timeout=self._timeout)
-        if tunnel_headers is not None:
-            conn.set_tunnel(self._host, self._port, headers=tunnel_headers)
-        return conn
+    def _new_connection(self) -> http11.Connection:
+        if self._https and self._ssl_context is None:
+            import ssl  # only for an https Engine: milliseconds of start-up otherwise
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+            self._ssl_context = ssl.create_default_context()
+        tls = self._ssl_context if self._https else None
+        if self._proxy is None:
+            return http11.Connection(self._host, self._port, timeout=self._timeout, tls=tls)
+        proxy_host, proxy_port, tunnel_headers = self._proxy
+        return http11.Connection(
+            proxy_host, proxy_port, timeout=self._timeout, tls=tls, tunnel=(self._host, self._port, tunnel_headers)
+        )
+
+    def _connection(self) -> tuple[http11.Connection, bool]:
         """The connection to use and whether it already carried a request."""
         if os.getpid() != self._pid:
             self.after_fork()
@@ -408,7 +374,7 @@ class EngineClient:
         """The watchdog's check: a socket still connecting (no identity yet) or still ours."""
         return self._identity is None or self._still_ours(sock)
 
-    def _let_go(self, conn: http.client.HTTPConnection) -> None:
+    def _let_go(self, conn: http11.Connection) -> None:
         """Forget ``conn`` without closing, shutting down or writing to its descriptor."""
         sock, conn.sock = conn.sock, None
         self._identity = None
@@ -418,7 +384,7 @@ class EngineClient:
         with contextlib.suppress(Exception):
             conn.close()  # what is left (a response object) holds no descriptor of its own
 
-    def _connect(self, conn: http.client.HTTPConnection) -> None:
+    def _connect(self, conn: http11.Connection) -> None:
         conn.connect()
         self._identity = self._fd_identity(conn.sock) if conn.sock is not None else None
 
@@ -453,11 +419,10 @@ class EngineClient:
                     stage = "send"
                 if conn.sock is not None:
                     conn.sock.settimeout(max(0.001, limit - time.monotonic()))
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request("POST", path, body, headers)
                 stage = "answer"
                 response = conn.getresponse()
-                stage = "body"
-                data = response.read()
+                data = response.body
             except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
                 fired = watchdog.cancel()
                 self.close()
@@ -466,7 +431,7 @@ class EngineClient:
                     # reused it; nothing was answered, so open a fresh one.
                     continue
                 raise self._failure(error, stage, fired, by_deadline) from None
-            except (OSError, http.client.HTTPException) as error:
+            except (OSError, http11.ProtocolError) as error:
                 fired = watchdog.cancel()
                 self.close()
                 raise self._failure(error, stage, fired, by_deadline) from None
@@ -496,7 +461,7 @@ class EngineClient:
             text = _describe_failure(error, self._where, self._timeout, stage)
         return EngineError(self._scrub(text), status=None, retryable=True)
 
-    def _detail(self, response: http.client.HTTPResponse, data: bytes) -> str:
+    def _detail(self, response: http11.Answer, data: bytes) -> str:
         """The Engine's ``detail`` text, else the body's start, else the reason phrase."""
         text = data.decode("utf-8", errors="replace").strip()
         detail: str | None = None
@@ -530,7 +495,7 @@ class _Watchdog:
 
     __slots__ = ("_conn", "_due", "_fired", "_lock", "_ours", "_timer")
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float, ours: Callable[[Any], bool]) -> None:
+    def __init__(self, conn: http11.Connection, seconds: float, ours: Callable[[Any], bool]) -> None:
         self._conn = conn
         self._ours = ours
         self._fired = False

@@ -21,13 +21,13 @@ the component's interpreter with ``SPLIGHT_RUNNER_PYTHON``, as the image does.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.settings import ConfigError
+from splight_runner.supervisor.spawn import which
 
 #: The file pipx writes at the root of every environment it makes.
 PIPX_MARKER = "pipx_metadata.json"
@@ -40,7 +40,7 @@ class Interpreter(NamedTuple):
 
 
 def _runnable(candidate: str, where: str) -> str:
-    path = candidate if os.sep in candidate else shutil.which(candidate)
+    path = candidate if os.sep in candidate else which(candidate)
     if path is None:
         raise ConfigError(f"{where}: {candidate}: no such command on PATH")
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

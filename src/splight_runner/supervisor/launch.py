@@ -17,8 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -35,6 +33,7 @@ from splight_runner.settings import (
     EngineSettings,
     apply_distro_defaults,
 )
+from splight_runner.supervisor import spawn
 from splight_runner.supervisor.ending import OomWatch, last_words
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -63,7 +62,7 @@ class Launch(NamedTuple):
     """What to start and how to report on it.
 
     Everything the supervisor imports before it starts the component delays the
-    component: this module keeps to what ``Popen`` and the signal loop need; the
+    component: this module keeps to what starting it and the signal loop need; the
     SDK is imported in a thread once the component runs.
     """
 
@@ -202,8 +201,8 @@ class _GroupLeader:
 
 
 def _parent_death_signal(*, group: int | None = None) -> Any:
-    """A ``preexec_fn`` that makes the kernel send SIGTERM to the component if the runner dies (Linux),
-    and with ``group`` puts it in that process group."""
+    """Steps before the component's ``exec``: the kernel is to send it SIGTERM if the runner dies (Linux);
+    with ``group``, it joins that process group."""
     try:
         import ctypes
 
@@ -296,6 +295,20 @@ def _in_a_terminals_foreground() -> bool:
         return False
 
 
+def _new_folder(parent: str) -> str:
+    """A new folder in ``parent`` that only this user can enter, with a name nobody could guess
+    (what ``tempfile.mkdtemp`` makes, without importing ``tempfile`` and ``shutil`` at every start)."""
+    parent = os.path.abspath(parent)
+    for _ in range(100):
+        folder = os.path.join(parent, "splight-runner-" + os.urandom(6).hex())
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"no new folder in {parent}")
+
+
 def _private_folder() -> str:
     """A folder only this user can enter, short enough for a Unix socket path (107 bytes on Linux).
 
@@ -304,9 +317,11 @@ def _private_folder() -> str:
     """
     limit = 100 - len("/channel")
     tried = []
-    for parent in (None, "/tmp", "/var/tmp", "/dev/shm"):
+    for parent in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp", "/dev/shm"):
+        if not parent:
+            continue
         try:
-            folder = tempfile.mkdtemp(prefix="splight-runner-", dir=parent)
+            folder = _new_folder(parent)
         except OSError:
             continue
         if len(os.fsencode(folder)) <= limit:
@@ -348,11 +363,11 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 # terminal's keys reach it as they would without the runner (and are not forwarded).
                 leader = None if at_a_terminal else _GroupLeader()
                 try:
-                    child = subprocess.Popen(
+                    child = spawn.start(
                         launch.argv,
                         cwd=launch.cwd,
                         env=env,
-                        preexec_fn=_parent_death_signal(group=leader.pgid if leader else None),
+                        prepare=_parent_death_signal(group=leader.pgid if leader else None),
                     )
                 finally:
                     if leader is not None:

@@ -17,24 +17,43 @@ supervisor, which hosts the export pipeline under the runner (the layout is
 
 The hot path imports no OpenTelemetry code: it reads the caller's context only
 when ``opentelemetry.context`` is loaded (before that no span can be active).
+Nor does the bootstrap import ``logging``: the hook is put in place when the
+component imports it (:mod:`.imports`), so a component that never logs does
+not pay for ``logging`` and what it imports.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 import time
-import traceback
-from collections import deque
 from itertools import islice
-from types import TracebackType
-from typing import Any, Callable, Iterable, Protocol
 
+from . import imports
 from .values import plain_value, unprintable
 from .voice import say_once
 from .wire import LOG, STATUS, UNCAUGHT_LOGGER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from collections import deque
+    from types import TracebackType
+    from typing import Any, Callable, Iterable, Protocol
+
+    class Sink(Protocol):
+        """Where flat items go: ``items`` is appended to; ``full()`` runs once ``threshold`` are waiting."""
+
+        items: deque[tuple[Any, ...]]
+        threshold: int
+        pid: int
+
+        #: Records the hook could not take (counted by the hook, reported by the sink).
+        lost: int
+
+        def full(self) -> None: ...
+
 
 #: ``logging.LogRecord`` attributes that are not user extras.
 _RESERVED = frozenset(
@@ -50,24 +69,12 @@ _FORMATTED = frozenset(("message", "asctime"))
 
 def _base_keys() -> int:
     """How many attributes ``LogRecord.__init__`` sets: extras come after them in the record's ``__dict__``."""
+    import logging
+
     return len(logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__)
 
 
-_BASE = _base_keys()
 _NO_SPAN = (0, 0, 0)
-
-
-class Sink(Protocol):
-    """Where flat items go: ``items`` is appended to; ``full()`` runs once ``threshold`` are waiting."""
-
-    items: deque[tuple[Any, ...]]
-    threshold: int
-    pid: int
-
-    #: Records the hook could not take (counted by the hook, reported by the sink).
-    lost: int
-
-    def full(self) -> None: ...
 
 
 def _context_getter() -> Callable[[], Any]:
@@ -106,7 +113,6 @@ def span_ids(context: Any) -> tuple[int, int, int]:
     return span_context.trace_id, span_context.span_id, int(span_context.trace_flags)
 
 
-_LOGGING_FILES = (logging.__file__, __file__)
 _SPLIGHT_LOGGING = os.path.join("splight_lib", "logging", "")
 
 
@@ -118,9 +124,10 @@ def _caller_outside_logging() -> tuple[str, int, str] | None:
     called splight-lib is the one the Engine's ``filename`` should name.
     """
     frame: Any = sys._getframe(3)
+    logging_files = (sys.modules["logging"].__file__, __file__)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename not in _LOGGING_FILES and _SPLIGHT_LOGGING not in filename:
+        if filename not in logging_files and _SPLIGHT_LOGGING not in filename:
             return filename, frame.f_lineno, frame.f_code.co_name
         frame = frame.f_back
     return None
@@ -150,6 +157,8 @@ def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
         text = record.exc_text
         if not text:
             try:
+                import traceback
+
                 text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
             except Exception:
                 text = f"{exc_type.__name__}: {message}"
@@ -162,17 +171,17 @@ def _exception(record: logging.LogRecord) -> tuple[str, str, str] | None:
     return None
 
 
-def _tail_extras(d: dict[Any, Any]) -> dict[str, Any] | None:
+def _tail_extras(d: dict[Any, Any], base: int) -> dict[str, Any] | None:
     """The user attributes of a record, looking only past the attributes ``LogRecord.__init__`` set.
 
     ``makeRecord`` adds ``extra=`` after ``__init__``, and a formatter adds
-    ``message``/``asctime`` later still, so the few keys past the first ``_BASE``
+    ``message``/``asctime`` later still, so the few keys past the first ``base``
     are all there is to look at — a fraction of comparing every key with the
     reserved names. A record class that sets attributes before ``__init__`` puts
     a reserved name in that tail; then every key is compared after all.
     """
     extras = None
-    for key in islice(d, _BASE, None):
+    for key in islice(d, base, None):
         if key in _RESERVED:
             if key in _FORMATTED:
                 continue
@@ -232,7 +241,7 @@ def _cut(text: Any) -> Any:
 def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
     """The function that reduces a record to the flat LOG tuple (see :mod:`.wire`)."""
     get_context = _context_getter()
-    base = _BASE
+    base = _base_keys()
 
     def flatten(record: logging.LogRecord) -> tuple[Any, ...]:
         d = record.__dict__
@@ -246,7 +255,7 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
                 pathname, lineno, function = callsite
         if len(message) > MAX_TEXT:
             message = _cut(message)
-        extras = _tail_extras(d) if len(d) > base else None
+        extras = _tail_extras(d, base) if len(d) > base else None
         exception = _exception(record) if record.exc_info or record.exc_text else None
         if exception is not None and len(exception[2]) > MAX_TEXT:
             exception = (exception[0], _cut(exception[1]), _cut(exception[2]))
@@ -303,6 +312,8 @@ def make_hook(
     ``mark_handlers`` (output captured as records) marks the thread while the
     component's handlers run; off, the hot path pays nothing for it.
     """
+    import logging
+
     original = logging.Logger.callHandlers
     run_handlers = _marked(original) if mark_handlers else original
     items = sink.items
@@ -337,6 +348,10 @@ def make_hook(
     return callHandlers
 
 
+#: ``logging.CRITICAL`` and ``logging.ERROR``, fixed numbers, without importing ``logging`` for them.
+_CRITICAL, _ERROR = 50, 40
+
+
 def status_item(engine_state: str) -> tuple[Any, ...]:
     """A state splight-lib's engine entered, as it names it: the runner maps it to a deployment status."""
     return (STATUS, engine_state, time.time_ns())
@@ -346,6 +361,9 @@ def uncaught_record(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None, thread_name: str, level: int
 ) -> logging.LogRecord:
     """An uncaught exception as a record of its own, never shown to the component's handlers."""
+    import logging
+    import traceback
+
     frames = traceback.extract_tb(tb) if tb is not None else []
     where = frames[-1] if frames else None
     try:
@@ -365,16 +383,22 @@ def uncaught_record(
 
 
 def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *, mark_handlers: bool = False) -> None:
-    """Patch ``Logger.callHandlers`` (once) and the uncaught-exception hooks."""
-    current = logging.Logger.callHandlers
-    original = getattr(current, "__splight_runner__", None)
-    if original is not None:
-        logging.Logger.callHandlers = original  # type: ignore[method-assign]
-    logging.Logger.callHandlers = make_hook(sink, own_threads, mark_handlers=mark_handlers)  # type: ignore[method-assign]
-    flatten = flattener()
+    """Patch ``Logger.callHandlers`` (once ``logging`` is imported) and the uncaught-exception hooks."""
+
+    def hook_logging(logging: Any) -> None:
+        current = logging.Logger.callHandlers
+        original = getattr(current, "__splight_runner__", None)
+        if original is not None:
+            logging.Logger.callHandlers = original
+        logging.Logger.callHandlers = make_hook(sink, own_threads, mark_handlers=mark_handlers)
+
+    imports.after_import("logging", hook_logging)
+    flatten: list[Callable[[Any], tuple[Any, ...]]] = []
 
     def submit_uncaught(exc_type: Any, exc: Any, tb: Any, name: str, level: int) -> None:
-        sink.items.append(flatten(uncaught_record(exc_type, exc, tb, name, level)))
+        if not flatten:
+            flatten.append(flattener())  # at the first uncaught exception: it imports logging
+        sink.items.append(flatten[0](uncaught_record(exc_type, exc, tb, name, level)))
         sink.full()
 
     previous_excepthook = _marked(sys.excepthook) if mark_handlers else sys.excepthook
@@ -382,7 +406,7 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *,
     def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
             if not issubclass(exc_type, KeyboardInterrupt):
-                submit_uncaught(exc_type, exc, tb, threading.current_thread().name, logging.CRITICAL)
+                submit_uncaught(exc_type, exc, tb, threading.current_thread().name, _CRITICAL)
         except Exception:
             pass
         previous_excepthook(exc_type, exc, tb)
@@ -395,7 +419,7 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *,
         try:
             if args.exc_type is not SystemExit:
                 name = args.thread.name if args.thread is not None else "unknown"
-                submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, logging.ERROR)
+                submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, _ERROR)
         except Exception:
             pass
         previous_thread_hook(args)

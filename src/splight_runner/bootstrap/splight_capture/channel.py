@@ -47,11 +47,14 @@ import time
 from collections import deque
 from itertools import islice
 from operator import itemgetter
-from typing import Any
 
 from . import wire
 from .values import plain_value
 from .voice import say_once
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Seconds between writes of a partial batch.
 FLUSH_INTERVAL = 0.02

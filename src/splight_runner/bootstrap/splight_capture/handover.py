@@ -8,11 +8,14 @@ process is gone) and flushing the spans the component's own SDK exports.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from . import output, tail
 from .channel import Channel
 from .lifecycle import ExitWatch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: At most this long for the runner to read what the channel still holds at exit.
 HAND_OVER_TIMEOUT = 2.0

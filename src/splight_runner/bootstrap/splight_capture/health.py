@@ -40,10 +40,13 @@ import functools
 import os
 import threading
 import weakref
-from types import ModuleType
-from typing import Any, Callable
 
 from . import imports
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
 
 __all__ = ["install", "uninstall"]
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from types import ModuleType
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
 
 _lock = threading.RLock()
 _watched = {}  # type: Dict[str, List[Callable[[ModuleType], None]]]

@@ -13,9 +13,12 @@ upstream adds to that, which would change the component's output.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from . import entry_points, names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
 

@@ -26,17 +26,19 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Protocol
 
 from .voice import say
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-class Ending(Protocol):
-    def shutdown(self, watch: ExitWatch | None) -> None: ...
+    class Ending(Protocol):
+        def shutdown(self, watch: ExitWatch | None) -> None: ...
 
-    def before_exec(self) -> None: ...
+        def before_exec(self) -> None: ...
 
-    def after_fork_in_child(self) -> None: ...
+        def after_fork_in_child(self) -> None: ...
 
 
 class ExitWatch:

@@ -27,14 +27,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from types import ModuleType
-from typing import Any
 
 from . import entry_points, imports, names
 from .capture import current_context, span_ids
 from .values import plain_value
 from .voice import say
 from .wire import OTEL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 #: ``OTEL_PYTHON_LOGGER_PROVIDER`` value the bootstrap answers.
 LOGGER_PROVIDER = "splight"

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
 
 from . import capture, streams
 from .values import valid_text
 from .wire import LOG
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 #: Characters of one line kept in its record.
 MAX_LINE = 8192

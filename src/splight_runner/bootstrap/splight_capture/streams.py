@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 class Tee:

@@ -26,9 +26,12 @@ import mmap
 import os
 import struct
 import threading
-from typing import Any
 
 from . import streams
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Bytes of stderr the ring keeps.
 SIZE = 8192

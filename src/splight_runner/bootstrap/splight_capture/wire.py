@@ -50,7 +50,10 @@ import io
 import os
 import pickle
 import struct
-from typing import Any, Iterable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 LOG = 0
 STATUS = 1
