@@ -162,6 +162,31 @@ def test_uncaught_exception_becomes_a_critical_record_and_the_run_fails(dev_engi
     assert dev_engine.statuses == [("C1", "Failed")]
 
 
+def test_the_bootstrap_imports_logging_only_when_the_component_does_and_captures_from_then_on(dev_engine, tmp_path):
+    # A component that does not log does not pay for logging (nor typing): the hook is put
+    # in place when the component imports logging, and an uncaught exception is captured either way.
+    main = write_component(
+        tmp_path,
+        """
+        import sys
+        print(sorted(m for m in ("logging", "typing", "traceback") if m in sys.modules), flush=True)
+        def later():
+            import logging
+            logging.getLogger("late").warning("logged after a late import")
+        later()
+        raise RuntimeError("no logging needed to report this")
+        """,
+    )
+    run = run_component(main, engine_env(dev_engine))
+    assert run.returncode == 1
+    assert run.stdout.splitlines()[0] == "[]"
+    assert dev_engine.wait_for(lambda e: ("C1", "Failed") in e.statuses)
+    got = by_message(dev_engine.records)
+    assert got["logged after a late import"]["name"] == "late"
+    (crash,) = [r for r in dev_engine.records if "no logging needed to report this" in r["message"]]
+    assert crash["loglevel"] == "CRITICAL" and crash["filename"] == "main.py"
+
+
 def test_uncaught_exception_in_a_thread_is_an_error_record(dev_engine, tmp_path):
     main = write_component(
         tmp_path,
