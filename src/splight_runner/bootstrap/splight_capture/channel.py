@@ -36,11 +36,10 @@ the channel opens a new connection without touching the old number.
 
 from __future__ import annotations
 
+import _socket  # the C sockets: ``socket`` adds enums of every constant, milliseconds at every start
 import contextlib
 import os
-import pickle
 import select
-import socket
 import sys
 import threading
 import time
@@ -111,7 +110,7 @@ class Channel:
         #: Per thread: inside :meth:`write`, or waiting for a busy writer (a signal handler that logs
         #: there must not wait for the lock in turn).
         self._busy = threading.local()
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
         #: ``(frame, records)`` not yet sent, whole frames (header and body); and the bytes of the
         #: first already sent: a frame is never resumed on another connection (the reader would take
@@ -232,7 +231,7 @@ class Channel:
     def _frame_batch(self, batch: list[tuple[Any, ...]]) -> None:
         try:
             data = wire.encode(batch)
-        except (pickle.PicklingError, RecursionError):
+        except (wire.PicklingError, RecursionError):
             data = _encode_each(batch)
         if len(batch) > 1 and self.pending_bytes + len(data) + wire.FRAME_HEADER > self._max_pending:
             # Over the bound as one frame: each record takes its own chance, so a huge one never
@@ -303,7 +302,7 @@ class Channel:
             self._drop(count)
         self._head_sent = 0
 
-    def _checked_socket(self) -> socket.socket | None:
+    def _checked_socket(self) -> _socket.socket | None:
         sock = self._sock
         if sock is None:
             return None
@@ -331,7 +330,7 @@ class Channel:
         self.pending_bytes = 0
 
     def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(self._path)
         except OSError as error:
@@ -473,7 +472,7 @@ def _encode_each(batch: list[tuple[Any, ...]]) -> bytes:
     for item in batch:
         try:
             wire.encode([item])
-        except (pickle.PicklingError, RecursionError):
+        except (wire.PicklingError, RecursionError):
             item = tuple(plain_value(value) for value in item)
         fixed.append(item)
     return wire.encode(fixed)

@@ -35,9 +35,9 @@ swallowed.
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import os
+import sys
 import threading
 import weakref
 
@@ -120,9 +120,10 @@ def _status_text(value: Any) -> str | None:
     splight-lib >= 4.6 uses ``PascalCaseStrEnum`` (value ``"Running"``); 4.4
     used a plain ``Enum`` with ``auto()`` integers, whose name is the state.
     """
+    enum = sys.modules.get("enum")  # never imported by the component: no value can be an Enum
     if isinstance(value, str):
         text = str(getattr(value, "value", value))
-    elif isinstance(value, enum.Enum):
+    elif enum is not None and isinstance(value, enum.Enum):
         raw = value.value
         text = raw if isinstance(raw, str) else value.name.title().replace("_", "")
     else:

@@ -20,10 +20,10 @@ worker would hang.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: ``signal`` adds enums of every signal, milliseconds at every start
 import atexit
 import contextlib
 import os
-import signal
 import sys
 import threading
 

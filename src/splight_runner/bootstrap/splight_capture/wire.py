@@ -48,8 +48,14 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import struct
+
+try:
+    # The C pickler itself: ``pickle`` would add its Python half and what that imports (``re``, ``enum``),
+    # a third of the bootstrap's start-up, for the same classes (``pickle`` re-exports these).
+    from _pickle import Pickler, PicklingError, Unpickler, UnpicklingError
+except ImportError:  # an interpreter built without it
+    from pickle import Pickler, PicklingError, Unpickler, UnpicklingError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -137,7 +143,7 @@ def frame_size(header: bytes | bytearray) -> int:
     return int.from_bytes(header[:FRAME_HEADER], "little")
 
 
-class _PlainPickler(pickle.Pickler):
+class _PlainPickler(Pickler):
     """Writes plain values only: anything else would need a global the reader refuses.
 
     ``reducer_override`` is consulted only for objects the pickler has no
@@ -146,26 +152,26 @@ class _PlainPickler(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        raise pickle.PicklingError(f"not a plain value: {type(obj).__name__}")
+        raise PicklingError(f"not a plain value: {type(obj).__name__}")
 
 
 def encode(items: list[tuple[Any, ...]]) -> bytes:
-    """A frame's body; raises ``pickle.PicklingError`` when an item holds anything but plain values."""
+    """A frame's body; raises :class:`PicklingError` when an item holds anything but plain values."""
     buffer = io.BytesIO()
     _PlainPickler(buffer, PROTOCOL).dump(items)
     return buffer.getvalue()
 
 
-class _PlainUnpickler(pickle.Unpickler):
+class _PlainUnpickler(Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"a frame named {module}.{name}: only plain values are read")
+        raise UnpicklingError(f"a frame named {module}.{name}: only plain values are read")
 
 
 def decode(body: bytes) -> list[Any]:
     """The items of a frame's body; raises ``ValueError`` (or a subclass) for anything malformed."""
     try:
         items = _PlainUnpickler(io.BytesIO(body)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+    except (UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
         raise ValueError(f"unreadable frame ({type(error).__name__}: {error})") from None
     except RecursionError:
         raise ValueError("unreadable frame (nested too deep)") from None
