@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from splight_runner import environment as env_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from splight_runner._tuples import NamedTuple
+
 
 # --- Defaults (the names and their meaning: splight_runner.environment) ----------
 DEFAULT_API_HOST = "https://api.splight-ai.com"

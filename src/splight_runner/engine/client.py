@@ -18,14 +18,12 @@ import contextlib
 import json
 import math
 import os
-import random
 import select
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from splight_runner import __version__
@@ -33,6 +31,10 @@ from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.engine import http11
 from splight_runner.engine.proxies import proxy_for
 from splight_runner.settings import EngineSettings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_BYTES_PER_POST",
@@ -756,6 +758,8 @@ def retry_delay(attempt: int, retry_after: float | None = None, *, base: float =
     earlier) plus up to ``base`` seconds of jitter, but at most
     :data:`MAX_RETRY_AFTER` so a bad header cannot stall delivery for hours.
     """
+    import random  # here: only a failing Engine needs it, and it costs every start-up a millisecond
+
     if retry_after is not None and math.isfinite(retry_after):
         wait = max(0.0, retry_after) + random.uniform(0.0, base)
         return min(wait, MAX_RETRY_AFTER)

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Longest status line, header line or chunk-size line accepted.
 MAX_LINE = 65536

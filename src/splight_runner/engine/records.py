@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from splight_runner._tuples import NamedTuple
+
 
 # The component side's rule for text, read here too: one rule for every side.
 

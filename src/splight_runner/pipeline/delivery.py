@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
 
 from splight_runner import settings as config
 from splight_runner.diagnostics import say, say_limited
@@ -28,6 +27,10 @@ from splight_runner.engine.client import (
 )
 from splight_runner.engine.records import EngineItem, StatusUpdate
 from splight_runner.engine.retry import Deadline, Retrier
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The Engine's answer to a body it finds too large: split it, down to single records.
 TOO_LARGE = 413

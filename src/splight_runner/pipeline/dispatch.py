@@ -28,9 +28,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from _queue import SimpleQueue  # the C queue itself: ``queue`` adds heapq and more for classes not used
 from collections import deque
-from queue import SimpleQueue
-from typing import Any
 
 from splight_runner import settings as config
 from splight_runner.diagnostics import say
@@ -40,6 +39,10 @@ from splight_runner.pipeline.accounting import DropCounter, FlushMarker
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.delivery import DeliveryStats, EngineDelivery
 from splight_runner.pipeline.flat import RUNNER_SCOPE, SEVERITY_WARN
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Default bound of the queue in (estimated) bytes, beside ``OTEL_BLRP_MAX_QUEUE_SIZE`` records:
 #: the count binds for short records (20,000 of about 0.4 KB), this for long ones (800 records of 40 KB).

@@ -25,11 +25,17 @@ component side, never the other way round.
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
 
 from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, OTEL, STATUS
 from splight_runner.engine import records
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from splight_runner._tuples import NamedTuple
+
 
 #: Loggers kept by name before the cache starts over (each holds its scope).
 MAX_LOGGERS = 1024

@@ -20,7 +20,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from splight_runner.bootstrap.splight_capture.wire import DROPPED, LOG, STATUS, UNCAUGHT_LOGGER
 from splight_runner.diagnostics import say
@@ -28,6 +27,10 @@ from splight_runner.engine import records
 from splight_runner.pipeline.accounting import destination_label
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.flat import FlatEmitter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Destination names as the operator wrote them in OTEL_LOGS_EXPORTER.
 SPLIGHT = "splight"

@@ -43,11 +43,14 @@ import struct
 import threading
 import time
 from collections import deque
-from typing import Any
 
 from splight_runner.bootstrap.splight_capture import wire
 from splight_runner.diagnostics import say, say_limited
 from splight_runner.pipeline.deadline import ExitDeadline
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Largest frame accepted from a component process (a batch of 256 records of 1 MiB each is smaller).
 MAX_FRAME = 512 << 20

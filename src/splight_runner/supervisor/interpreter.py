@@ -23,11 +23,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.settings import ConfigError
 from splight_runner.supervisor.spawn import which
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from splight_runner._tuples import NamedTuple
 
 #: The file pipx writes at the root of every environment it makes.
 PIPX_MARKER = "pipx_metadata.json"

@@ -20,7 +20,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
 
 from splight_runner import environment as names
 from splight_runner.diagnostics import say
@@ -35,6 +34,13 @@ from splight_runner.settings import (
 )
 from splight_runner.supervisor import spawn
 from splight_runner.supervisor.ending import OomWatch, last_words
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+else:
+    from splight_runner._tuples import NamedTuple
+
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
