@@ -73,15 +73,24 @@ class _Invalid(ValueError):
     """A request the Engine would answer 400; the message is the ``detail``."""
 
 
+#: Seconds (``YYYY-MM-DDTHH:MM:SS``) already found to be real dates: records come in bursts.
+_VALID_SECONDS: set[str] = set()
+
+
 def _is_rfc3339_utc(value: str) -> bool:
     match = _RFC3339_UTC.match(value)
     if match is None:
         return False
+    if value[:19] in _VALID_SECONDS:
+        return True
     year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
     try:
         dt.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return False
+    if len(_VALID_SECONDS) > 4096:
+        _VALID_SECONDS.clear()
+    _VALID_SECONDS.add(value[:19])
     return True
 
 
@@ -612,6 +621,8 @@ class DevEngine:
     def _accept_records(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
             self._records.extend(records)
+            if self._record_file is None and self._out is None:
+                return  # kept in memory only: nothing to format per record
             for record in records:
                 self._write_record({"kind": "log", **{k: v for k, v in record.items() if k != "kind"}})
                 self._print(_format_record(record))

@@ -151,20 +151,19 @@ def loglevel(severity_number: int | None, severity_text: str | None) -> str:
 class _TimestampFormatter:
     """RFC 3339 UTC with microseconds; caches the per-second prefix (records come in bursts)."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        #: (second, its prefix) as one value: threads that format at once never pair one's second
+        #: with another's prefix.
+        self._cached = (-1, "")
 
     def __call__(self, unix_nanos: int) -> str:
         second, nanos = divmod(unix_nanos, 1_000_000_000)
-        if second != self._second:
-            # A stale prefix read by another thread is harmless: both fields are set together below.
+        cached_second, prefix = self._cached
+        if second != cached_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second, self._prefix = second, prefix
-        else:
-            prefix = self._prefix
+            self._cached = (second, prefix)
         return f"{prefix}.{nanos // 1000:06d}Z"
 
 
@@ -187,7 +186,7 @@ def _text(value: Any) -> str:
             return f"<unprintable {type(value).__name__}>"
 
 
-def _basename(path: Any) -> str:
+def basename(path: Any) -> str:
     if not path:
         return ""
     path = str(path)
@@ -260,7 +259,7 @@ def engine_record(
         "name": _text(name),
         "message": _text(body),
         "loglevel": loglevel(severity_number, severity_text),
-        "filename": _basename(filename),
+        "filename": basename(filename),
         "traceback": _text(attributes.get(ATTR_EXCEPTION_STACKTRACE)),
         "tags": attributes.get(ATTR_TAGS),
     }
