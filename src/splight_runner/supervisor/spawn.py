@@ -14,6 +14,7 @@ program), and the steps before ``exec`` (``prepare``) run in the child only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -70,11 +71,27 @@ class Child:
         self.send_signal(signal.SIGKILL)
 
 
-def _max_fd() -> int:
+def _close_inherited(keep: int) -> None:
+    """In the child: close every descriptor but 0-2 and ``keep`` (``close_fds``).
+
+    The open ones are listed in ``/proc/self/fd``: closing every number up to the
+    limit would be a million calls in a container whose limit is 1,048,576 where
+    Python cannot use ``close_range``.
+    """
     try:
-        return max(os.sysconf("SC_OPEN_MAX"), 256)
+        numbers = [int(name) for name in os.listdir("/proc/self/fd")]
     except (OSError, ValueError):
-        return 256
+        try:
+            limit = max(os.sysconf("SC_OPEN_MAX"), 256)
+        except (OSError, ValueError):
+            limit = 256
+        os.closerange(3, keep)
+        os.closerange(keep + 1, limit)
+        return
+    for fd in numbers:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):  # the listing's own descriptor is closed already
+                os.close(fd)
 
 
 def start(
@@ -109,8 +126,7 @@ def start(
                 prepare()
             if cwd is not None:
                 os.chdir(cwd)
-            os.closerange(3, write)
-            os.closerange(write + 1, _max_fd())
+            _close_inherited(keep=write)
             os.execve(program, argv, environment)
         except OSError as error:
             errno = error.errno or 0
