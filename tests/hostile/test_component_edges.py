@@ -77,7 +77,10 @@ def test_logging_from_finalizers_and_gc_callbacks_never_hangs(dev_engine, tmp_pa
     assert run.returncode == 0, run.stderr
     got = [r["message"] for r in dev_engine.records_in_time_order]
     assert sum(m.startswith("loop ") for m in got) == 20_000
-    assert got.count("finalized") > 1000 and got[-1] == "done"
+    assert got.count("finalized") > 1000
+    # The GC may run inside the last call itself (its records are made after "done" was): "done" is the
+    # last of the component's own records.
+    assert [m for m in got if not m.startswith("gc ")][-1] == "done"
 
 
 def test_a_component_logging_from_a_signal_handler_ends_when_its_runner_is_killed(dev_engine, tmp_path):
