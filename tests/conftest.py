@@ -14,3 +14,15 @@ def dev_engine() -> Iterator[DevEngine]:
     """A started DevEngine on a free port of 127.0.0.1 (credentials dev-access / dev-secret)."""
     with DevEngine() as engine:
         yield engine
+
+
+#: Proxy variables a machine running the tests may have set (each also in lower case).
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def direct_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable of the machine running the tests applies: calls to 127.0.0.1 go straight there."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)

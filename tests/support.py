@@ -234,3 +234,22 @@ def instrument(main: Path, env: dict[str, str], timeout: float = 60) -> subproce
         text=True,
         timeout=timeout,
     )
+
+
+def read_request(conn: socket.socket) -> bytes | None:
+    """One HTTP request from ``conn``, head and ``Content-Length`` body; None when the client closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next((int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head + b"\r\n\r\n" + body

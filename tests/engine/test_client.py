@@ -33,16 +33,12 @@ from splight_runner.engine.client import (
 )
 from splight_runner.settings import EngineSettings
 from support import engine_record as record
+from support import read_request
 
 SECRET = "dev-secret"
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_from_the_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("direct_to_the_engine")
 
 
 def settings_for(url: str, *, secret_key: str = SECRET, api_version: str = "v3") -> EngineSettings:
@@ -387,18 +383,8 @@ class ScriptedServer:
                     pass
 
     def _one(self, conn: socket.socket) -> bool:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(
-            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-        )
-        while len(body) < length:
-            body += conn.recv(65536)
+        if read_request(conn) is None:
+            return False
         self.requests += 1
         if self.script.pop(0) == "drop":
             return False

@@ -29,11 +29,7 @@ def settings_for(url: str) -> EngineSettings:
     return EngineSettings(host=url, api_version="v3", access_id="dev-access", secret_key="dev-secret")
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("direct_to_the_engine")
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from splight_runner.engine import http11
 from splight_runner.engine.client import EngineClient, EngineError
 from splight_runner.engine.proxies import bypassed, environment_proxies
 from splight_runner.settings import EngineSettings
+from support import read_request
 
 CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
 
@@ -50,17 +51,8 @@ class AnswerServer:
                     pass
 
     def _one(self, conn: socket.socket) -> bool:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length"))
-        while len(body) < length:
-            body += conn.recv(65536)
+        if read_request(conn) is None:
+            return False
         self.requests += 1
         answer = self.answers.pop(0) if self.answers else CREATED
         for piece in answer if isinstance(answer, list) else [answer]:
@@ -78,11 +70,7 @@ class AnswerServer:
         self.server.close()
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_from_the_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("direct_to_the_engine")
 
 
 @pytest.fixture

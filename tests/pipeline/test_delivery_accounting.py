@@ -25,12 +25,7 @@ from splight_runner.pipeline.exporter import SplightLogExporter, convert
 from splight_runner.pipeline.flat import FlatEmitter
 from splight_runner.settings import EngineSettings
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("direct_to_the_engine")
 
 
 def sdk_records(*items: str) -> list[Any]:
