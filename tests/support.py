@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,3 +254,56 @@ def read_request(conn: socket.socket) -> bytes | None:
             return None
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+
+
+class ScriptedServer:
+    """An HTTP server on 127.0.0.1 that reads each request whole and answers as scripted.
+
+    For what a well-behaved DevEngine never does. The n-th request gets ``answers[n]``:
+    bytes, a list of pieces sent 10 ms apart, or ``"drop"`` (the connection closed
+    without a word); after an answer the connection stays open unless the next entry
+    is ``"close"`` or ``"reset"`` (closed with a TCP reset). Past the script: 201.
+    """
+
+    def __init__(self, answers: list[bytes | list[bytes] | str]) -> None:
+        self.answers = list(answers)
+        self.requests = 0
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                while self._one(conn):
+                    pass
+
+    def _one(self, conn: socket.socket) -> bool:
+        if read_request(conn) is None:
+            return False
+        self.requests += 1
+        answer = self.answers.pop(0) if self.answers else CREATED
+        if answer == "drop":
+            return False
+        for piece in answer if isinstance(answer, list) else [answer]:
+            conn.sendall(piece)  # type: ignore[arg-type]
+            if isinstance(answer, list):
+                time.sleep(0.01)
+        then = self.answers[0] if self.answers and self.answers[0] in ("close", "reset") else None
+        if then is not None:
+            self.answers.pop(0)
+        if then == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        return then is None
+
+    def close(self) -> None:
+        self.server.close()

@@ -32,8 +32,8 @@ from splight_runner.engine.client import (
     retry_delay,
 )
 from splight_runner.settings import EngineSettings
+from support import CREATED, ScriptedServer
 from support import engine_record as record
-from support import read_request
 
 SECRET = "dev-secret"
 
@@ -356,47 +356,8 @@ def test_close_then_call_again_reconnects(client: EngineClient, dev_engine: DevE
     assert dev_engine.connections == 2
 
 
-class ScriptedServer:
-    """Reads each request, then answers 201 or closes without a word, as scripted.
-
-    For the races a well-behaved DevEngine does not produce: an Engine closing a
-    keep-alive connection just as the client reuses it.
-    """
-
-    def __init__(self, script: list[str]) -> None:
-        self.script = list(script)
-        self.connections = 0
-        self.requests = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                while self._one(conn):
-                    pass
-
-    def _one(self, conn: socket.socket) -> bool:
-        if read_request(conn) is None:
-            return False
-        self.requests += 1
-        if self.script.pop(0) == "drop":
-            return False
-        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
-        return True
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_one() -> None:
-    server = ScriptedServer(["answer", "drop", "answer"])
+    server = ScriptedServer([CREATED, "drop", CREATED])
     try:
         with EngineClient(settings_for(server.url)) as engine_client:
             engine_client.update_status("C1", "Running")
@@ -408,7 +369,7 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a_new_o
 
 
 def test_a_new_connection_closed_before_any_answer_is_an_error_not_a_retry() -> None:
-    server = ScriptedServer(["drop", "answer"])
+    server = ScriptedServer(["drop", CREATED])
     try:
         with EngineClient(settings_for(server.url)) as engine_client:
             error = raised_by(lambda: engine_client.update_status("C1", "Running"))

@@ -9,8 +9,6 @@ the limits or the connection.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,66 +17,17 @@ from splight_runner.engine import http11
 from splight_runner.engine.client import EngineClient, EngineError
 from splight_runner.engine.proxies import bypassed, environment_proxies
 from splight_runner.settings import EngineSettings
-from support import read_request
-
-CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
-
-
-class AnswerServer:
-    """Answers the n-th request with ``answers[n]``: bytes, or a list of pieces sent 10 ms apart.
-
-    After an answer the connection stays open unless the answer's entry is followed by
-    ``"close"`` or ``"reset"`` (closed with a TCP reset) in ``answers``.
-    """
-
-    def __init__(self, answers: list[bytes | list[bytes] | str]) -> None:
-        self.answers = list(answers)
-        self.requests = 0
-        self.connections = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                while self._one(conn):
-                    pass
-
-    def _one(self, conn: socket.socket) -> bool:
-        if read_request(conn) is None:
-            return False
-        self.requests += 1
-        answer = self.answers.pop(0) if self.answers else CREATED
-        for piece in answer if isinstance(answer, list) else [answer]:
-            conn.sendall(piece)  # type: ignore[arg-type]
-            if isinstance(answer, list):
-                time.sleep(0.01)
-        then = self.answers[0] if self.answers and isinstance(self.answers[0], str) else None
-        if then is not None:
-            self.answers.pop(0)
-        if then == "reset":
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        return then is None
-
-    def close(self) -> None:
-        self.server.close()
-
+from support import CREATED, ScriptedServer
 
 pytestmark = pytest.mark.usefixtures("direct_to_the_engine")
 
 
 @pytest.fixture
 def serve() -> Iterator[object]:
-    servers: list[AnswerServer] = []
+    servers: list[ScriptedServer] = []
 
-    def start(*answers: bytes | list[bytes] | str) -> tuple[AnswerServer, EngineClient]:
-        server = AnswerServer(list(answers))
+    def start(*answers: bytes | list[bytes] | str) -> tuple[ScriptedServer, EngineClient]:
+        server = ScriptedServer(list(answers))
         servers.append(server)
         return server, EngineClient(EngineSettings(server.url, "v3", "dev-access", "dev-secret"), timeout=5)
 
