@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any
 
+from splight_runner._socket_input import SocketInput
+
 
 def http_url(scheme: str, host: str, port: int) -> str:
     """``scheme://host:port``, an IPv6 literal host in brackets."""
@@ -305,7 +307,7 @@ class ConnectionHandler(BaseHTTPRequestHandler):
             self.connection_closed()  # finish() is not called when setup fails
             raise
         if self._front is not None:
-            self.rfile = _Prefixed(bytes(self._front.buffer), self.connection)  # type: ignore[assignment]
+            self.rfile = SocketInput(bytes(self._front.buffer), self.connection)  # type: ignore[assignment]
             self.connection.settimeout(self.server.limits.read_timeout)
 
     def handle(self) -> None:
@@ -319,7 +321,7 @@ class ConnectionHandler(BaseHTTPRequestHandler):
 
     def left_over(self) -> bytes:
         """Bytes of the next request that arrived with this one (a pipelining client)."""
-        return self.rfile.left_over() if isinstance(self.rfile, _Prefixed) else b""
+        return self.rfile.left_over() if isinstance(self.rfile, SocketInput) else b""
 
     def finish(self) -> None:
         try:
@@ -601,55 +603,3 @@ class FrontDoor:
                 self._wake()
             else:
                 self._close(waiting.sock)
-
-
-class _Prefixed:
-    """A request's input: the bytes the front door already read, then the socket, never read ahead.
-
-    What follows this request on the connection stays in the socket (or in
-    :meth:`left_over`), so the connection can go back to the front door whole.
-    """
-
-    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
-        self._buffer = bytearray(prefix)
-        self._sock = sock
-        self.closed = False
-
-    def _fill(self) -> bool:
-        data = self._sock.recv(65536)
-        if not data:
-            return False
-        self._buffer += data
-        return True
-
-    def readline(self, limit: int = -1) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0 and (limit < 0 or end < limit):
-                line = bytes(self._buffer[: end + 1])
-                del self._buffer[: end + 1]
-                return line
-            if 0 <= limit <= len(self._buffer) or not self._fill():
-                cut = len(self._buffer) if limit < 0 else min(limit, len(self._buffer))
-                line = bytes(self._buffer[:cut])
-                del self._buffer[:cut]
-                return line
-
-    def read(self, size: int = -1) -> bytes:
-        while (size < 0 or len(self._buffer) < size) and self._fill():
-            pass
-        cut = len(self._buffer) if size < 0 else min(size, len(self._buffer))
-        data = bytes(self._buffer[:cut])
-        del self._buffer[:cut]
-        return data
-
-    def peek(self, size: int = 1) -> bytes:
-        if not self._buffer:
-            self._fill()
-        return bytes(self._buffer[:size])
-
-    def left_over(self) -> bytes:
-        return bytes(self._buffer)
-
-    def close(self) -> None:
-        self.closed = True

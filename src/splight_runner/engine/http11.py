@@ -17,6 +17,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 
+from splight_runner._socket_input import SocketInput
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -27,7 +29,6 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 #: Largest answer body kept (the Engine's answers are a few hundred bytes).
 MAX_BODY = 8 * 1024 * 1024
-_RECV = 65536
 _NO_BODY = frozenset({204, 304})
 
 
@@ -64,67 +65,24 @@ class Answer:
         return self.headers.get(name.lower(), default)
 
 
-class _Reader:
-    """Buffered reads from a socket, for answers that arrive in any number of pieces."""
-
-    __slots__ = ("_buffer", "_sock", "received")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buffer = bytearray()
-        #: Whether any byte arrived since the flag was last cleared (by :func:`read_answer`).
-        self.received = False
-
-    def _fill(self) -> bool:
-        data = self._sock.recv(_RECV)
-        if not data:
-            return False
-        self._buffer += data
-        self.received = True
-        return True
-
-    def line(self) -> bytes:
-        """Up to and including the next LF; what is left at the end of the stream (maybe nothing)."""
-        start = 0
-        while True:
-            end = self._buffer.find(b"\n", start)
-            if end >= 0:
-                if end >= MAX_LINE:
-                    raise ProtocolError("answer line too long")
-                line = bytes(self._buffer[: end + 1])
-                del self._buffer[: end + 1]
-                return line
-            if len(self._buffer) >= MAX_LINE:
-                raise ProtocolError("answer line too long")
-            start = len(self._buffer)
-            if not self._fill():
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                return line
-
-    def exactly(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            if not self._fill():
-                raise IncompleteAnswer(f"{len(self._buffer)} of {size} bytes")
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
-
-    def to_the_end(self) -> bytes:
-        while self._fill():
-            if len(self._buffer) > MAX_BODY:
-                raise ProtocolError("answer body too large")
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
-
-    def pending(self) -> bool:
-        return bool(self._buffer)
+def _line(reader: SocketInput) -> bytes:
+    """Up to and including the next LF; what is left at the end of the stream (maybe nothing)."""
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise ProtocolError("answer line too long")
+    return line
 
 
-def _status_line(reader: _Reader) -> tuple[int, str, bool]:
+def _exactly(reader: SocketInput, size: int) -> bytes:
+    data = reader.read(size)
+    if len(data) < size:
+        raise IncompleteAnswer(f"{len(data)} of {size} bytes")
+    return data
+
+
+def _status_line(reader: SocketInput) -> tuple[int, str, bool]:
     """Status, reason, and whether the server speaks HTTP/1.0 (which closes unless told otherwise)."""
-    line = reader.line()
+    line = _line(reader)
     if not line:
         raise RemoteDisconnected("closed without answering")
     version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
@@ -134,11 +92,11 @@ def _status_line(reader: _Reader) -> tuple[int, str, bool]:
     return int(code), reason.strip(), version == "HTTP/1.0"
 
 
-def _headers(reader: _Reader) -> dict[str, str]:
+def _headers(reader: SocketInput) -> dict[str, str]:
     headers: dict[str, str] = {}
     last = None
     for _ in range(MAX_HEADERS + 1):
-        line = reader.line()
+        line = _line(reader)
         if not line:
             raise IncompleteAnswer("closed in the headers")
         text = line.decode("iso-8859-1").rstrip("\r\n")
@@ -156,10 +114,10 @@ def _headers(reader: _Reader) -> dict[str, str]:
     raise ProtocolError(f"more than {MAX_HEADERS} headers")
 
 
-def _chunked(reader: _Reader) -> bytes:
+def _chunked(reader: SocketInput) -> bytes:
     body = bytearray()
     while True:
-        line = reader.line()
+        line = _line(reader)
         if not line.endswith(b"\n"):
             raise IncompleteAnswer("closed in a chunked body")
         size_text = line.split(b";", 1)[0].strip()
@@ -171,38 +129,40 @@ def _chunked(reader: _Reader) -> bytes:
             raise ProtocolError("answer body too large")
         if size == 0:
             break
-        body += reader.exactly(size)
-        if reader.exactly(2) != b"\r\n":
+        body += _exactly(reader, size)
+        if _exactly(reader, 2) != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")
     while True:  # trailers, up to the blank line
-        line = reader.line()
+        line = _line(reader)
         if not line:
             raise IncompleteAnswer("closed in the trailers")
         if not line.strip():
             return bytes(body)
 
 
-def read_answer(reader: _Reader, method: str = "POST") -> Answer:
+def read_answer(reader: SocketInput, method: str = "POST") -> Answer:
     """The next complete answer on ``reader``, 1xx interim answers skipped.
 
     A connection lost after the answer began is an :class:`IncompleteAnswer`, never a
     connection error: the server had the request, so it must not be sent again unnoticed.
     """
-    reader.received = bool(reader.pending())
     try:
-        return _answer(reader, method)
+        status, reason, old = _status_line(reader)
     except ConnectionError as error:
-        if reader.received and not isinstance(error, RemoteDisconnected):
-            raise IncompleteAnswer(f"connection lost in the answer ({type(error).__name__})") from None
+        if reader.left_over() and not isinstance(error, RemoteDisconnected):
+            raise IncompleteAnswer(f"connection lost in the status line ({type(error).__name__})") from None
         raise
+    try:
+        return _rest_of_answer(reader, method, status, reason, old)
+    except ConnectionError as error:
+        raise IncompleteAnswer(f"connection lost in the answer ({type(error).__name__})") from None
 
 
-def _answer(reader: _Reader, method: str) -> Answer:
-    while True:
+def _rest_of_answer(reader: SocketInput, method: str, status: int, reason: str, old: bool) -> Answer:
+    headers = _headers(reader)
+    while 100 <= status < 200:
         status, reason, old = _status_line(reader)
         headers = _headers(reader)
-        if not 100 <= status < 200:
-            break
     connection = headers.get("connection", "").lower()
     will_close = "close" in connection or (old and "keep-alive" not in connection)
     if status in _NO_BODY or method == "HEAD":
@@ -216,10 +176,12 @@ def _answer(reader: _Reader, method: str) -> Answer:
         size = int(text)
         if size > MAX_BODY:
             raise ProtocolError("answer body too large")
-        body = reader.exactly(size)
+        body = _exactly(reader, size)
     else:
-        body, will_close = reader.to_the_end(), True
-    if reader.pending():
+        body, will_close = reader.read(MAX_BODY + 1), True
+        if len(body) > MAX_BODY:
+            raise ProtocolError("answer body too large")
+    if reader.left_over():
         will_close = True  # bytes nobody asked for: the connection's state is unknown
     return Answer(status, reason, headers, body, will_close)
 
@@ -248,7 +210,7 @@ class Connection:
         self.sock: Any = None
         self._tls = tls
         self._tunnel = tunnel
-        self._reader: _Reader | None = None
+        self._reader: SocketInput | None = None
 
     @property
     def _peer(self) -> tuple[str, int]:
@@ -271,14 +233,14 @@ class Connection:
         except BaseException:
             self.close()
             raise
-        self._reader = _Reader(sock)
+        self._reader = SocketInput(b"", sock)
 
     def _open_tunnel(self, sock: Any, tunnel: tuple[str, int, Mapping[str, str]]) -> None:
         host, port, headers = tunnel
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        answer = read_answer(_Reader(sock), method="HEAD")  # a CONNECT answer has no body to wait for
+        answer = read_answer(SocketInput(b"", sock), method="HEAD")  # a CONNECT answer has no body to wait for
         if answer.status != 200:
             raise OSError(f"Tunnel connection failed: {answer.status} {answer.reason}".rstrip())
 
