@@ -263,6 +263,14 @@ def engine_record(
         "traceback": _text(attributes.get(ATTR_EXCEPTION_STACKTRACE)),
         "tags": attributes.get(ATTR_TAGS),
     }
+    return with_time_and_trace(record, timestamp_ns, trace_id, span_id)
+
+
+def with_time_and_trace(
+    record: dict[str, Any], timestamp_ns: int | None, trace_id: int, span_id: int
+) -> dict[str, Any]:
+    """``record`` (its first eight fields) completed with ``timestamp`` (now, without one) and the trace
+    and span ids it has; as it is after :func:`send_historical_fields_only`."""
     if _historical_only:
         return record
     record["timestamp"] = rfc3339(timestamp_ns if timestamp_ns else time.time_ns())

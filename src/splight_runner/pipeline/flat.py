@@ -382,15 +382,8 @@ class EngineEmitter(_Emitter):
             "traceback": "",
             "tags": attribute_value(tags) if tags is not None else None,
         }
-        if records.records_carry_timestamps():
-            timestamp = int(created * 1e9)
-            record["timestamp"] = records.rfc3339(timestamp if timestamp else time.time_ns())
-            trace_id, span_id, _ = ids
-            if trace_id:
-                record["trace_id"] = f"{trace_id:032x}"
-                if span_id:
-                    record["span_id"] = f"{span_id:016x}"
-        return record
+        trace_id, span_id, _ = ids
+        return records.with_time_and_trace(record, int(created * 1e9), trace_id, span_id)
 
     def emit_otel(self, item: tuple[Any, ...]) -> None:
         (_, scope, timestamp, observed, severity_number_, severity_text, body, attributes, event_name, *ids) = item
