@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from splight_runner import environment as env_names
+from splight_runner import urls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,10 +89,14 @@ class EngineSettings(NamedTuple):
 
     @property
     def logs_path(self) -> str:
-        return f"{urlsplit(self.host).path}/{self.api_version}/logs/write/"
+        return f"{self._api_path}/logs/write/"
 
     def status_path(self, process_id: str) -> str:
-        return f"{urlsplit(self.host).path}/{self.api_version}/engine/component/components/{process_id}/update-status/"
+        return f"{self._api_path}/engine/component/components/{process_id}/update-status/"
+
+    @property
+    def _api_path(self) -> str:
+        return f"{urls.split(self.host).path}/{self.api_version}"
 
     @property
     def authorization(self) -> str:
@@ -101,7 +105,10 @@ class EngineSettings(NamedTuple):
 
 def api_host(env: Mapping[str, str] | None = None) -> str:
     host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or DEFAULT_API_HOST
-    parts = urlsplit(host)
+    try:
+        parts = urls.split(host)
+    except ValueError:
+        raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL")
     if parts.query or parts.fragment:

@@ -24,9 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from urllib.parse import quote, urlencode, urlsplit
 
-from splight_runner import __version__
+from splight_runner import __version__, urls
 from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.engine import http11
 from splight_runner.engine.proxies import proxy_for
@@ -244,7 +243,7 @@ class EngineClient:
     """
 
     def __init__(self, settings: EngineSettings, *, timeout: float = 10.0) -> None:
-        parts = urlsplit(settings.host)
+        parts = urls.split(settings.host)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("Engine host must be an http(s) URL")
         self._settings = settings
@@ -284,8 +283,8 @@ class EngineClient:
 
     def update_status(self, process_id: str, status: str, *, deadline: float | None = None) -> None:
         """POST ``deployment_status=<status>`` for ``process_id`` (``deadline`` as in :meth:`write_logs`)."""
-        path = self._settings.status_path(quote(process_id, safe=""))
-        body = urlencode({"deployment_status": status}).encode("ascii")
+        path = self._settings.status_path(urls.quote(process_id))
+        body = urls.form_body([("deployment_status", status)]).encode("ascii")
         self._post(path, body, _FORM, deadline)
 
     # -- connection lifecycle --------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
+
+from splight_runner import urls
 
 _SUFFIX = "_proxy"
 
@@ -62,7 +63,7 @@ def proxy_for(scheme: str, host: str, port: int) -> tuple[str, int, dict[str, st
         return None
     if "://" not in url:
         url = "http://" + url
-    parts = urlsplit(url)
+    parts = urls.split(url)
     if not parts.hostname:
         return None
     try:
@@ -73,7 +74,7 @@ def proxy_for(scheme: str, host: str, port: int) -> tuple[str, int, dict[str, st
     if parts.username is not None:
         import base64
 
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        credentials = f"{urls.unquote(parts.username)}:{urls.unquote(parts.password or '')}"
         token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
         headers["Proxy-Authorization"] = f"Basic {token}"
     return parts.hostname, proxy_port, headers

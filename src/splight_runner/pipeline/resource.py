@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import unquote
 
 from splight_runner import environment as names
+from splight_runner import urls
 from splight_runner.engine import records
 
 TYPE_CHECKING = False
@@ -48,7 +48,7 @@ def engine_identity(attributes: Mapping[str, Any], env: Mapping[str, str] | None
     for pair in env.get(names.OTEL_RESOURCE_ATTRIBUTES, "").split(","):
         key, equals, value = pair.partition("=")
         if equals:
-            from_env[key.strip()] = unquote(value.strip())
+            from_env[key.strip()] = urls.unquote(value.strip())
     merged = {**from_env, **attributes}
     process_id = merged.get(records.RESOURCE_COMPONENT_ID)
     sender_type = merged.get(records.RESOURCE_PROCESS_TYPE) or records.COMPONENT
