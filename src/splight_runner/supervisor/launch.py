@@ -209,12 +209,8 @@ class _GroupLeader:
 def _parent_death_signal(*, group: int | None = None) -> Any:
     """Steps before the component's ``exec``: the kernel is to send it SIGTERM if the runner dies (Linux);
     with ``group``, it joins that process group."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
+    prctl = _libc_prctl()
+    if prctl is None:
         return None
     runner = os.getpid()
 
@@ -224,11 +220,37 @@ def _parent_death_signal(*, group: int | None = None) -> Any:
                 os.setpgid(0, group)
             except OSError:
                 os.setpgid(0, 0)  # the leader is gone: a group of its own is the next best
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
         if os.getppid() != runner:  # the runner died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_parent_death_signal
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl() -> Callable[[int, int], Any] | None:
+    """libc's ``prctl`` (Python has no binding), None where there is none.
+
+    Through ``_ctypes``' own calls (``dlopen``, ``dlsym``, ``call_function``,
+    what ``ctypes`` calls underneath) when it has them: ``import ctypes`` builds
+    its type classes and costs a runner start-up three times what the call needs.
+    """
+    try:
+        import _ctypes
+
+        function = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")
+        call = _ctypes.call_function
+        return lambda option, value: call(function, (option, value))
+    except (ImportError, AttributeError, OSError):
+        pass
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).prctl
+    except (ImportError, AttributeError, OSError):
+        return None
 
 
 #: Of the stop grace, what is kept for the exit report after the last deliveries are given up on.
