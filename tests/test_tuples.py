@@ -73,7 +73,7 @@ def test_the_runners_start_up_modules_do_not_import_typing() -> None:
         "import sys, splight_runner.cli, splight_runner.supervisor.launch, splight_runner.supervisor.host,"
         " splight_runner.pipeline.logs, splight_runner.pipeline.dispatch, splight_runner.pipeline.delivery;"
         " print(sorted(m for m in ('typing', 'argparse', 'http.client', 'email', 'ssl', 'subprocess',"
-        " 'tempfile', 'shutil', 'urllib.request', 'urllib.parse', 'ipaddress', 'ctypes', 'logging', 'random', 'queue')"
+        " 'tempfile', 'shutil', 'urllib.request', 'urllib.parse', 'ipaddress', 'ctypes', 'json', 're', 'logging', 'random', 'queue')"
         " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

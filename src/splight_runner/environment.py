@@ -137,8 +137,9 @@ SPLIGHT_RUNNER_RESOURCE = _component.SPLIGHT_RUNNER_RESOURCE
 .. envvar:: SPLIGHT_RUNNER_RESOURCE
 
 Set by the supervisor when the component exports spans: the component's resource
-attributes as JSON (``splight.component.id``, ``splight.process.type``, the
-``service.name`` default), worked out once by the runner, so the spans and the
+attributes (``splight.component.id``, ``splight.process.type``, the
+``service.name`` default) as ``OTEL_RESOURCE_ATTRIBUTES`` spells them (``key=value``
+pairs, comma separated, percent-encoded), worked out once by the runner, so the spans and the
 records the runner exports carry the same resource. Default: unset.
 """
 

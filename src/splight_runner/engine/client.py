@@ -15,7 +15,6 @@ process and must not add to (or conflict with) its dependencies.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import select
@@ -467,6 +466,8 @@ class EngineClient:
         text = data.decode("utf-8", errors="replace").strip()
         detail: str | None = None
         if text.startswith(("{", "[")):
+            import json
+
             try:
                 parsed = json.loads(text)
             except (ValueError, RecursionError):
@@ -597,8 +598,18 @@ def _utf8(text: str) -> bytes:
         return valid_text(text).encode("utf-8")
 
 
-#: One encoder for every record: ``json.dumps`` with options builds a new one per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+#: One encoder for every record (``json.dumps`` with options builds a new one per call), made with the
+#: first record: a run whose Engine only hears statuses (form bodies) never imports ``json`` (and ``re``).
+_ENCODER: Any = None
+
+
+def _encoder() -> Any:
+    global _ENCODER
+    if _ENCODER is None:
+        import json
+
+        _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+    return _ENCODER
 
 
 def _encode(record: Mapping[str, Any]) -> bytes:
@@ -608,8 +619,10 @@ def _encode(record: Mapping[str, Any]) -> bytes:
     ``datetime`` in tags, NaN, a cycle) become strings instead of errors.
     """
     try:
-        text = _ENCODER.encode(record)
+        text = (_ENCODER or _encoder()).encode(record)
     except Exception:  # TypeError, ValueError, RecursionError, or a value whose str() raises
+        import json
+
         text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return _utf8(text)
 
@@ -716,7 +729,7 @@ def pack_records(
         # The usual case, a batch that fits one POST: one encoder call for all of it
         # (half the cost of one per record). Anything unusual takes the careful path.
         try:
-            body = _utf8(_ENCODER.encode({"records": list(records)}))
+            body = _utf8(_encoder().encode({"records": list(records)}))
         except Exception:
             body = b""
         if body and len(body) <= max_bytes:

@@ -8,7 +8,6 @@ Engine whichever way it travelled.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 
@@ -178,6 +177,8 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     try:
+        import json  # here: only a value that is not text needs it, and json imports re
+
         return json.dumps(value, ensure_ascii=False, default=str)
     except Exception:  # a cycle, or a value whose str() raises: a record is never lost to its text
         try:

@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 def resource_attributes(
     process_id: str | None, process_type: str, env: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+) -> dict[str, str]:
     """``splight.process.type``, ``splight.component.id`` and a ``service.name`` default.
 
     ``service.name`` is ``splight-<process type>`` unless ``OTEL_SERVICE_NAME`` or
     ``OTEL_RESOURCE_ATTRIBUTES`` names one (``Resource.create`` applies those).
     """
     env = os.environ if env is None else env
-    attributes: dict[str, Any] = {records.RESOURCE_PROCESS_TYPE: process_type}
+    attributes: dict[str, str] = {records.RESOURCE_PROCESS_TYPE: process_type}
     if process_id:
         attributes[records.RESOURCE_COMPONENT_ID] = process_id
     explicit = env.get(names.OTEL_RESOURCE_ATTRIBUTES, "")

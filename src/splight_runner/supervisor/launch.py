@@ -14,7 +14,6 @@ not get it twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from splight_runner import environment as names
+from splight_runner import urls
 from splight_runner.diagnostics import say
 from splight_runner.pipeline.ending import owes_last_words
 from splight_runner.settings import (
@@ -84,7 +84,7 @@ def child_environment(
     base: Mapping[str, str],
     overrides: Mapping[str, str],
     channel: str | None,
-    resource: Mapping[str, Any] | None = None,
+    resource: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The component's environment: the bootstrap first on ``PYTHONPATH``, the channel, the distro's defaults.
 
@@ -95,7 +95,7 @@ def child_environment(
     env.update(overrides)
     apply_distro_defaults(env)
     if resource is not None:
-        env[names.SPLIGHT_RUNNER_RESOURCE] = json.dumps(dict(resource))
+        env[names.SPLIGHT_RUNNER_RESOURCE] = ",".join(f"{urls.quote(k)}={urls.quote(v)}" for k, v in resource.items())
     python_path = [p for p in env.get(names.PYTHONPATH, "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
     env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
@@ -121,7 +121,7 @@ def _remove_state_dir(state_dir: str) -> None:
         os.rmdir(state_dir)
 
 
-def _resource(spec: PipelineSpec | None) -> dict[str, Any] | None:
+def _resource(spec: PipelineSpec | None) -> dict[str, str] | None:
     from splight_runner.pipeline.resource import resource_attributes
 
     if spec is None:

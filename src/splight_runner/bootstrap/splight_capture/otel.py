@@ -236,10 +236,11 @@ def build_span_side(channel: Any) -> Any:
 
 def _resource_attributes() -> dict:
     """What the runner worked out for the component's resource (it reads the configuration, not us)."""
-    import json
+    from urllib.parse import unquote  # only with an SDK here, which imports it anyway
 
-    try:
-        attributes = json.loads(os.environ.get(names.SPLIGHT_RUNNER_RESOURCE) or "{}")
-    except ValueError:
-        return {}
-    return attributes if isinstance(attributes, dict) else {}
+    attributes = {}
+    for pair in (os.environ.get(names.SPLIGHT_RUNNER_RESOURCE) or "").split(","):
+        key, equals, value = pair.partition("=")
+        if equals:
+            attributes[unquote(key)] = unquote(value)
+    return attributes
