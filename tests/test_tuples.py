@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 import typing
 
 import pytest
@@ -66,15 +64,3 @@ def test_a_field_without_a_default_after_one_with_is_refused() -> None:
         class Bad(NamedTuple):  # defining it is the test
             a: int = 1
             b: int
-
-
-def test_the_runners_start_up_modules_do_not_import_typing() -> None:
-    code = (
-        "import sys, splight_runner.cli, splight_runner.supervisor.launch, splight_runner.supervisor.host,"
-        " splight_runner.pipeline.logs, splight_runner.pipeline.dispatch, splight_runner.pipeline.delivery;"
-        " print(sorted(m for m in ('typing', 'argparse', 'http.client', 'email', 'ssl', 'subprocess',"
-        " 'tempfile', 'shutil', 'urllib.request', 'urllib.parse', 'ipaddress', 'ctypes', 'json', 're', 'logging', 'random', 'queue')"
-        " if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -18,13 +18,12 @@ import contextlib
 import math
 import os
 import select
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from splight_runner import __version__, urls
+from splight_runner import __version__, _sockets, urls
 from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.engine import http11
 from splight_runner.engine.proxies import proxy_for
@@ -178,7 +177,7 @@ def _describe_failure(error: BaseException, where: str, timeout: float, stage: s
         if stage == "connect":
             return f"timed out connecting to {where} after {timeout:g}s"
         return f"no answer from {where} within {timeout:g}s"
-    if isinstance(error, socket.gaierror):
+    if isinstance(error, _sockets.gaierror):
         return f"cannot resolve {where}: {error.strerror or error}"
     ssl = sys.modules.get("ssl")  # imported for an https Engine only; without it no error is a TLS error
     if ssl is not None and isinstance(error, ssl.SSLCertVerificationError):
@@ -198,7 +197,7 @@ def _describe_failure(error: BaseException, where: str, timeout: float, stage: s
     return f"error talking to {where}: {type(error).__name__}"
 
 
-def _connection_dropped(sock: socket.socket) -> bool:
+def _connection_dropped(sock: _sockets.Socket) -> bool:
     """Whether an idle keep-alive socket was closed (or written to) by the server.
 
     An idle connection has nothing to read; if it is readable, the server sent
@@ -358,19 +357,19 @@ class EngineClient:
         return conn, conn.sock is not None
 
     @staticmethod
-    def _fd_identity(sock: socket.socket) -> tuple[int, int] | None:
+    def _fd_identity(sock: _sockets.Socket) -> tuple[int, int] | None:
         try:
             status = os.fstat(sock.fileno())
         except (OSError, ValueError):
             return None
         return status.st_dev, status.st_ino
 
-    def _still_ours(self, sock: socket.socket) -> bool:
+    def _still_ours(self, sock: _sockets.Socket) -> bool:
         """Whether ``sock``'s descriptor still holds the socket opened by :meth:`_connect`."""
         identity = self._fd_identity(sock)
         return identity is not None and identity == self._identity
 
-    def _may_shut_down(self, sock: socket.socket) -> bool:
+    def _may_shut_down(self, sock: _sockets.Socket) -> bool:
         """The watchdog's check: a socket still connecting (no identity yet) or still ours."""
         return self._identity is None or self._still_ours(sock)
 
@@ -380,7 +379,7 @@ class EngineClient:
         self._identity = None
         if sock is not None:
             with contextlib.suppress(Exception):
-                socket.socket.detach(sock)  # the socket object now holds no descriptor at all
+                _sockets.Socket.detach(sock)  # the socket object now holds no descriptor at all
         with contextlib.suppress(Exception):
             conn.close()  # what is left (a response object) holds no descriptor of its own
 
@@ -521,7 +520,7 @@ class _Watchdog:
             sock = self._conn.sock
             if sock is not None and self._ours(sock):
                 with contextlib.suppress(OSError, ValueError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    _sockets.Socket.shutdown(sock, _sockets.SHUT_RDWR)
 
     def bring_forward(self, seconds: float) -> None:
         """Cut the call in ``seconds`` from now instead, if that is sooner (from any thread)."""

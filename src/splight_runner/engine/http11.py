@@ -14,9 +14,9 @@ sets them, and shuts the socket down to end a call that takes too long.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 
+from splight_runner import _sockets
 from splight_runner._socket_input import SocketInput
 
 TYPE_CHECKING = False
@@ -221,13 +221,13 @@ class Connection:
         host = self.host
         # ASCII as bytes: a text host name would make getaddrinfo import the IDNA codec.
         address = host.encode("ascii") if host.isascii() else host
-        sock = socket.create_connection((address, self.port), self.timeout)  # type: ignore[arg-type]
+        sock = _sockets.connect(address, self.port, self.timeout)
         self.sock = sock
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tunnel is not None:
                 self._open_tunnel(sock, self._tunnel)
             if self._tls is not None:
+                self.sock = sock = _sockets.for_tls(sock)
                 sock = self._tls.wrap_socket(sock, server_hostname=self._peer[0])
                 self.sock = sock
         except BaseException:

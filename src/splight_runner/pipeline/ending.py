@@ -9,7 +9,7 @@ layout that goes through the pipeline before the final status.
 
 from __future__ import annotations
 
-import signal
+import _signal as signal  # the C module: ``signal`` builds enums of every signal (and imports enum) at every start
 import time
 
 from splight_runner.bootstrap.splight_capture.wire import LOG
@@ -27,10 +27,7 @@ def how_it_ended(returncode: int, oom: tuple[bool, int | None] = (False, None)) 
     if returncode >= 0:
         return f"The component exited with code {returncode}."
     number = -returncode
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = f"signal {number}"
+    name = signal_name(number)
     described = signal.strsignal(number) or name
     if number != signal.SIGKILL:
         return f"The component was killed by {name} ({described})."
@@ -39,6 +36,14 @@ def how_it_ended(returncode: int, oom: tuple[bool, int | None] = (False, None)) 
         where = f" (memory limit {_mib(limit)})" if limit else ""
         return f"The component was killed by SIGKILL: the kernel's OOM killer ended it, out of memory{where}."
     return "The component was killed by SIGKILL (not by the kernel's OOM killer)."
+
+
+def signal_name(number: int) -> str:
+    """``signal.Signals(number).name``: of a number's names (SIGABRT and SIGIOT), the first in order."""
+    for name in sorted(dir(signal)):
+        if name.startswith("SIG") and not name.startswith("SIG_") and getattr(signal, name) == number:
+            return name
+    return f"signal {number}"
 
 
 def ending_record(message: str, output: str) -> tuple:

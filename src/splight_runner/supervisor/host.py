@@ -38,12 +38,12 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import socket
 import struct
 import threading
 import time
 from collections import deque
 
+from splight_runner import _sockets
 from splight_runner.bootstrap.splight_capture import wire
 from splight_runner.diagnostics import say, say_limited
 from splight_runner.pipeline.deadline import ExitDeadline
@@ -70,7 +70,7 @@ _COUNT_TIME = 0.15
 class _Connection:
     __slots__ = ("buffer", "greeted", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _sockets.Socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         #: The hello was read and its format is this runner's: what follows are frames.
@@ -83,14 +83,11 @@ class PipelineHost:
     def __init__(self, folder: str, *, max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES) -> None:
         self.folder = folder
         self.path = os.path.join(folder, "channel")
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        self._listener.listen(64)
-        self._listener.setblocking(False)
+        self._listener = _sockets.unix_listener(self.path, 64)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         #: Written by :meth:`finish` so that the reader, blocked until something arrives, sees the stop.
-        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read, self._wake_write = _sockets.socketpair()
         self._wake_read.setblocking(False)
         self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         self._connections: dict[int, _Connection] = {}
@@ -182,13 +179,12 @@ class PipelineHost:
     def _accept(self) -> None:
         while True:
             try:
-                sock, _ = self._listener.accept()
-            except (BlockingIOError, OSError):
+                sock = _sockets.accept(self._listener)
+            except OSError:  # BlockingIOError: none left
                 return
-            sock.setblocking(False)
             if self.on_peer is not None:
                 with contextlib.suppress(OSError, struct.error):
-                    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                    pid, _, _ = struct.unpack("3i", sock.getsockopt(_sockets.SOL_SOCKET, _sockets.SO_PEERCRED, 12))
                     self.on_peer(pid)
             connection = _Connection(sock)
             self._connections[sock.fileno()] = connection

@@ -13,9 +13,9 @@ not get it twice.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: ``signal`` builds enums of every signal (and imports enum) at every start
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType

@@ -14,9 +14,9 @@ program), and the steps before ``exec`` (``prepare``) run in the child only.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: ``signal`` builds enums of every signal (and imports enum) at every start
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping
 
