@@ -48,7 +48,7 @@ def test_the_sender_refuses_what_is_not_a_plain_value() -> None:
     class Text(str):
         pass
 
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises(wire.NotPlain):
         wire.encode([(wire.LOG, Text("a str subclass"))])
 
 

@@ -23,15 +23,23 @@ def _say(message):
         pass
 
 
-def _run_shadowed_sitecustomize():
-    import importlib.machinery
-    import importlib.util
+# The import system's own halves are loaded before any site code runs; ``importlib.machinery``
+# and ``importlib.util`` re-export what is used here, and importing them costs a bare start-up a
+# fifth more (contextlib, collections, functools, warnings). Elsewhere than CPython: importlib.
+try:
+    from _frozen_importlib import module_from_spec
+    from _frozen_importlib_external import PathFinder, spec_from_file_location
+except ImportError:
+    from importlib.machinery import PathFinder
+    from importlib.util import module_from_spec, spec_from_file_location
 
+
+def _run_shadowed_sitecustomize():
     path = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _HERE]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    spec = PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     try:
         spec.loader.exec_module(module)
@@ -44,13 +52,11 @@ def _run_shadowed_sitecustomize():
 
 def _load_capture():
     """The package beside this file, by its path: never another ``splight_capture`` on ``sys.path``."""
-    import importlib.util
-
     folder = os.path.join(_HERE, "splight_capture")
-    spec = importlib.util.spec_from_file_location(
+    spec = spec_from_file_location(
         "splight_capture", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
     )
-    package = importlib.util.module_from_spec(spec)
+    package = module_from_spec(spec)
     sys.modules["splight_capture"] = package
     spec.loader.exec_module(package)
     from splight_capture import startup

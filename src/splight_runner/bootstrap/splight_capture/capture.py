@@ -24,9 +24,9 @@ not pay for ``logging`` and what it imports.
 
 from __future__ import annotations
 
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import os
 import sys
-import threading
 import time
 from itertools import islice
 
@@ -39,7 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from collections import deque
-    from types import TracebackType
+    from types import ModuleType, TracebackType
     from typing import Any, Callable, Iterable, Protocol
 
     class Sink(Protocol):
@@ -283,7 +283,7 @@ def flattener() -> Callable[[logging.LogRecord], tuple[Any, ...]]:
 
 
 #: Per thread: how deep the component's own handlers (or an excepthook) are running.
-_handlers_running = threading.local()
+_handlers_running = _thread._local()
 
 
 def in_handlers() -> bool:
@@ -332,7 +332,7 @@ def make_hook(
             # Capture must never be why a logging call fails; a record it could not take is counted
             # (a RecursionError at the edge of the recursion limit, say), never lost without a word.
             # An attribute, not a call: at that edge one more frame would fail the count too.
-            try:  # noqa: SIM105
+            try:
                 sink.lost += 1
             except Exception:
                 pass
@@ -406,6 +406,8 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *,
     def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
         try:
             if not issubclass(exc_type, KeyboardInterrupt):
+                import threading  # the record's logging imports it in any case
+
                 submit_uncaught(exc_type, exc, tb, threading.current_thread().name, _CRITICAL)
         except Exception:
             pass
@@ -413,15 +415,19 @@ def install(sink: Sink, own_threads: set[int] | frozenset[int] = frozenset(), *,
 
     sys.excepthook = excepthook
 
-    previous_thread_hook = _marked(threading.excepthook) if mark_handlers else threading.excepthook
+    def hook_threads(threading: ModuleType) -> None:
+        """A thread's uncaught exception goes through ``threading.excepthook``: hooked once there is one."""
+        previous_thread_hook = _marked(threading.excepthook) if mark_handlers else threading.excepthook
 
-    def thread_excepthook(args):  # type: ignore[no-untyped-def]
-        try:
-            if args.exc_type is not SystemExit:
-                name = args.thread.name if args.thread is not None else "unknown"
-                submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, _ERROR)
-        except Exception:
-            pass
-        previous_thread_hook(args)
+        def thread_excepthook(args):  # type: ignore[no-untyped-def]
+            try:
+                if args.exc_type is not SystemExit:
+                    name = args.thread.name if args.thread is not None else "unknown"
+                    submit_uncaught(args.exc_type, args.exc_value, args.exc_traceback, name, _ERROR)
+            except Exception:
+                pass
+            previous_thread_hook(args)
 
-    threading.excepthook = thread_excepthook
+        threading.excepthook = thread_excepthook
+
+    imports.after_import("threading", hook_threads)

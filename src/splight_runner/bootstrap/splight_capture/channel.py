@@ -37,15 +37,14 @@ the channel opens a new connection without touching the old number.
 from __future__ import annotations
 
 import _socket  # the C sockets: ``socket`` adds enums of every constant, milliseconds at every start
-import contextlib
+import _thread  # not ``threading``: a component that starts none does not import it for us
 import os
 import select
 import sys
-import threading
 import time
-from collections import deque
+from _collections import deque  # ``collections`` itself imports a dozen modules
+from _operator import itemgetter
 from itertools import islice
-from operator import itemgetter
 
 from . import wire
 from .values import plain_value
@@ -106,10 +105,10 @@ class Channel:
         self.threshold = 1
         self._max_pending = max_pending_bytes
         self.items: deque[tuple[Any, ...]] = deque()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         #: Per thread: inside :meth:`write`, or waiting for a busy writer (a signal handler that logs
         #: there must not wait for the lock in turn).
-        self._busy = threading.local()
+        self._busy = _thread._local()
         self._sock: _socket.socket | None = None
         self._fd_identity: tuple[int, int] | None = None
         #: ``(frame, records)`` not yet sent, whole frames (header and body); and the bytes of the
@@ -127,8 +126,7 @@ class Channel:
         #: Records the capture hook could not take (it adds, the writer moves them into the drops).
         self.lost = 0
         self._closed = False
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = _Wake()
         self.pid = os.getpid()
         self._connect()
         self._start_thread()
@@ -231,7 +229,7 @@ class Channel:
     def _frame_batch(self, batch: list[tuple[Any, ...]]) -> None:
         try:
             data = wire.encode(batch)
-        except (wire.PicklingError, RecursionError):
+        except (wire.NotPlain, RecursionError):
             data = _encode_each(batch)
         if len(batch) > 1 and self.pending_bytes + len(data) + wire.FRAME_HEADER > self._max_pending:
             # Over the bound as one frame: each record takes its own chance, so a huge one never
@@ -321,8 +319,10 @@ class Channel:
         """The supervisor is gone or reset the stream: whatever is pending cannot be sent."""
         say_once(f"lost the connection to the runner ({error.strerror or error}); records are dropped")
         if self._sock is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self._sock.close()
+            except OSError:
+                pass
         self._sock = None
         self._drop(sum(count for _, count in self._frames))
         self._frames.clear()
@@ -350,8 +350,7 @@ class Channel:
 
     # --- timer thread ----------------------------------------------------------
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="splight-runner-channel", daemon=True)
-        self._thread.start()
+        _thread.start_new_thread(self._run, ())
 
     def _pending(self) -> bool:
         return bool(self.items or self._frames or self._dropped or self.lost)
@@ -363,17 +362,20 @@ class Channel:
                 wake.wait()  # quiet: nothing runs until a burst starts or the channel closes
             else:
                 wake.wait(FLUSH_INTERVAL)
-            wake.clear()
             if self._pending():
-                with contextlib.suppress(Exception):
+                try:
                     self.write()
+                except Exception:
+                    pass
             elif not self._write_through:
                 # The burst is over. An item appended while the threshold was still a batch's is
                 # written here; one appended after sees the quiet threshold and is written by its caller.
                 self.threshold = 1
                 if self.items:
-                    with contextlib.suppress(Exception):
+                    try:
                         self.write()
+                    except Exception:
+                        pass
 
     # --- lifecycle ---------------------------------------------------------------
     def close(self, timeout: float = 2.0) -> bool:
@@ -396,15 +398,18 @@ class Channel:
                 lock.release()
         self._wake.set()
         if unsent and self._report_dir:
-            with contextlib.suppress(OSError), open(wire.unsent_file(self._report_dir, os.getpid()), "w") as file:
-                file.write(str(unsent))
+            try:
+                with open(wire.unsent_file(self._report_dir, os.getpid()), "w") as file:
+                    file.write(str(unsent))
+            except OSError:
+                pass
         return done
 
     def after_fork_in_child(self) -> None:
         """A forked child gets its own connection; what the parent had queued is the parent's."""
         self.pid = os.getpid()
-        self._lock = threading.Lock()
-        self._busy = threading.local()
+        self._lock = _thread.allocate_lock()
+        self._busy = _thread._local()
         self.items.clear()
         self._frames = deque()
         self._head_sent = 0
@@ -417,12 +422,36 @@ class Channel:
         self._sock = None
         if old is not None:
             # The parent's stream: this process never writes to it, and closing its copy sends nothing.
-            with contextlib.suppress(OSError):
+            try:
                 os.close(old.detach())
+            except OSError:
+                pass
         self._closed = False
-        self._wake = threading.Event()
+        self._wake = _Wake()
         self._connect()
         self._start_thread()
+
+
+class _Wake:
+    """``threading.Event``'s ``set``, and a ``wait`` that clears what it saw, for the one timer thread.
+
+    A lock held while unset: ``set`` releases it (again: nothing to do), ``wait`` takes it.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already set
+            pass
+
+    def wait(self, timeout: float = -1) -> None:
+        self._lock.acquire(True, timeout)
 
 
 _MESSAGE = itemgetter(4)
@@ -472,7 +501,7 @@ def _encode_each(batch: list[tuple[Any, ...]]) -> bytes:
     for item in batch:
         try:
             wire.encode([item])
-        except (wire.PicklingError, RecursionError):
+        except (wire.NotPlain, RecursionError):
             item = tuple(plain_value(value) for value in item)
         fixed.append(item)
     return wire.encode(fixed)

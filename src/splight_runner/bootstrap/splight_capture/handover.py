@@ -7,8 +7,6 @@ process is gone) and flushing the spans the component's own SDK exports.
 
 from __future__ import annotations
 
-import contextlib
-
 from . import output, tail
 from .channel import Channel
 from .lifecycle import ExitWatch
@@ -24,8 +22,10 @@ HAND_OVER_TIMEOUT = 2.0
 def flush_spans(tracer_provider: Any, timeout: float) -> None:
     if tracer_provider is None:
         return
-    with contextlib.suppress(Exception):
+    try:
         tracer_provider.force_flush(int(max(0.0, timeout) * 1000))
+    except Exception:
+        pass
 
 
 class HandOver:

@@ -34,12 +34,9 @@ swallowed.
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import os
 import sys
-import threading
-import weakref
 
 from . import imports
 
@@ -61,18 +58,19 @@ _TERMINAL = frozenset(("Stopped", "Failed", "Finished", "Succeeded"))
 #: states are not real transitions.
 _COMPOUND_METHODS = ("_task_fail_callback", "_task_fail_callbak")
 
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _report: Callable[[str], None] | None = None
 _last: str | None = None
 _watching = False
-_patched: weakref.WeakSet[type] = weakref.WeakSet()
-_local = threading.local()
+#: Engine classes already patched (a WeakSet, made with the first splight-lib module seen).
+_patched: Any = None
+_local = _thread._local()
 
 
 def _after_fork_in_child() -> None:
     """A fork taken while another thread held the lock must not deadlock the child."""
     global _lock
-    _lock = threading.RLock()
+    _lock = _thread.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -185,8 +183,10 @@ class _StateSlot:
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__["_state"] = value
-        with contextlib.suppress(Exception):
+        try:
             _state_assigned(obj, value)
+        except Exception:
+            pass
 
     def __delete__(self, obj: Any) -> None:
         try:
@@ -207,7 +207,9 @@ def _state_assigned(engine: Any, value: Any) -> None:
 
 
 def _wrap_constructor(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    from functools import wraps  # here: splight-lib, being patched, imported it
+
+    @wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> Any:
         _local.constructing = getattr(_local, "constructing", 0) + 1
         try:
@@ -219,7 +221,9 @@ def _wrap_constructor(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_compound(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    from functools import wraps  # here: splight-lib, being patched, imported it
+
+    @wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         _local.depth = getattr(_local, "depth", 0) + 1
         try:
@@ -227,8 +231,10 @@ def _wrap_compound(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _local.depth -= 1
             if _local.depth == 0:
-                with contextlib.suppress(Exception):
+                try:
                     _emit(_status_text(self.__dict__.get("_state")))
+                except Exception:
+                    pass
 
     return wrapper
 
@@ -264,6 +270,8 @@ def _emit_client(client: Any, health: Any) -> None:
 
 
 def _patch_client(cls: type) -> None:
+    from functools import wraps  # here: splight-lib, being patched, imported it
+
     originals = {
         name: cls.__dict__[name]
         for name in ("healthcheck", "start", "terminate_all")
@@ -273,11 +281,13 @@ def _patch_client(cls: type) -> None:
         return
     healthcheck = originals["healthcheck"]
 
-    @functools.wraps(healthcheck)
+    @wraps(healthcheck)
     def patched_healthcheck(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = healthcheck(self, *args, **kwargs)
-        with contextlib.suppress(Exception):
+        try:
             _emit_client(self, result)
+        except Exception:
+            pass
         return result
 
     cls.healthcheck = patched_healthcheck
@@ -285,11 +295,13 @@ def _patch_client(cls: type) -> None:
     start = originals.get("start")
     if start is not None:
 
-        @functools.wraps(start)
+        @wraps(start)
         def patched_start(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = start(self, *args, **kwargs)
-            with contextlib.suppress(Exception):
+            try:
                 _emit_client(self, healthcheck(self))
+            except Exception:
+                pass
             return result
 
         cls.start = patched_start
@@ -297,7 +309,7 @@ def _patch_client(cls: type) -> None:
     terminate_all = originals.get("terminate_all")
     if terminate_all is not None:
 
-        @functools.wraps(terminate_all)
+        @wraps(terminate_all)
         def patched_terminate_all(self: Any, *args: Any, **kwargs: Any) -> Any:
             # Runs from the excepthooks while the failing thread is still
             # alive; once it ends, healthcheck() answers Failed because the
@@ -317,12 +329,17 @@ def _patch_client(cls: type) -> None:
 
 def _patch_module(module: ModuleType) -> None:
     """Patch the engine classes *defined* by ``module`` (never re-exports twice)."""
+    global _patched
     try:
         for attr, patch in (("ExecutionEngine", _patch_engine), ("ExecutionClient", _patch_client)):
             cls = module.__dict__.get(attr)
             if not isinstance(cls, type) or not cls.__module__.startswith("splight_lib"):
                 continue
             with _lock:
+                if _patched is None:
+                    import weakref
+
+                    _patched = weakref.WeakSet()
                 if cls in _patched:
                     continue
                 _patched.add(cls)

@@ -15,16 +15,15 @@ fail because of us.
 
 from __future__ import annotations
 
-import contextlib
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import sys
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any, Callable
 
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _watched = {}  # type: Dict[str, List[Callable[[ModuleType], None]]]
 _finder = None  # type: _Finder | None
 
@@ -51,14 +50,18 @@ def forget(function: Callable[[ModuleType], None]) -> None:
             if not _watched[name]:
                 del _watched[name]
         if not _watched and _finder is not None:
-            with contextlib.suppress(ValueError):
+            try:
                 sys.meta_path.remove(_finder)
+            except ValueError:
+                pass
             _finder = None
 
 
 def _call(function: Callable[[ModuleType], None], module: ModuleType) -> None:
-    with contextlib.suppress(Exception):
+    try:
         function(module)
+    except Exception:
+        pass
 
 
 class _Finder:

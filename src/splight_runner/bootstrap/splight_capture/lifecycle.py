@@ -21,11 +21,10 @@ worker would hang.
 from __future__ import annotations
 
 import _signal as signal  # the C module: ``signal`` adds enums of every signal, milliseconds at every start
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import atexit
-import contextlib
 import os
 import sys
-import threading
 
 from .voice import say
 
@@ -67,7 +66,7 @@ class _State:
     ending: Ending | None = None
     watch: ExitWatch | None = None
     done = False
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
     sigterm_installed = False
 
 
@@ -101,8 +100,8 @@ def install(ending: Ending, *, watch: ExitWatch | None = None, top_process: bool
     if watch is not None:
         _watch_exit_paths()
 
-    if top_process and threading.current_thread() is threading.main_thread():
-        try:
+    if top_process:
+        try:  # ValueError outside the main thread
             if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
                 signal.signal(signal.SIGTERM, _on_sigterm)
                 _state.sigterm_installed = True
@@ -129,8 +128,10 @@ def _hand_over_before_exec() -> None:
         def exec_after_hand_over(*args: Any, _real: Any = real) -> Any:
             ending = _state.ending
             if ending is not None:
-                with contextlib.suppress(Exception):
+                try:
                     ending.before_exec()
+                except Exception:
+                    pass
             return _real(*args)
 
         exec_after_hand_over.__wrapped__ = real  # type: ignore[attr-defined]
@@ -190,7 +191,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _after_fork_in_child() -> None:
-    _state.lock = threading.Lock()
+    _state.lock = _thread.allocate_lock()
     _state.done = False
     _state.watch = None  # a forked child is not the component: its end is not the component's
     if _state.sigterm_installed:

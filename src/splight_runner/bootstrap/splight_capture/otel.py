@@ -24,7 +24,6 @@ and the runner exports it with the component's resource.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -118,8 +117,10 @@ def channel_logger_provider(api: ModuleType, channel: Any) -> Any:
             self._name = name
 
         def emit(self, record: Any = None, **fields: Any) -> None:
-            with contextlib.suppress(Exception):  # capture must never be why a call fails
+            try:  # capture must never be why a call fails
                 _emit_to(channel, self._name, record, fields)
+            except Exception:
+                pass
 
         def enabled(self, *args: Any, **kwargs: Any) -> bool:
             return True

@@ -13,7 +13,7 @@ text still goes to the stream first, unchanged (:mod:`.streams`).
 
 from __future__ import annotations
 
-import threading
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import time
 
 from . import capture, streams
@@ -39,7 +39,7 @@ class _Lines:
         self._levelname = levelname
         self._submit = submit
         self._partial = ""
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def __call__(self, text: str) -> None:
         if capture.in_handlers():

@@ -13,7 +13,6 @@ object is seen: what C code writes to the file descriptor goes straight out.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 TYPE_CHECKING = False
@@ -30,8 +29,10 @@ class Tee:
         written = self._original.write(text)
         if type(text) is str and text:
             for copy in self._copies:
-                with contextlib.suppress(Exception):
+                try:
                     copy(text)
+                except Exception:
+                    pass
         return written
 
     def __getattr__(self, name: str) -> Any:

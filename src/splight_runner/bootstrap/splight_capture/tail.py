@@ -22,10 +22,10 @@ Only the component's top process does this: its end is the component's end.
 
 from __future__ import annotations
 
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import mmap
 import os
-import struct
-import threading
+from _struct import Struct
 
 from . import streams
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: Bytes of stderr the ring keeps.
 SIZE = 8192
-_HEADER = struct.Struct("<Q")  # bytes ever written: the ring's next position is that modulo SIZE
+_HEADER = Struct("<Q")  # bytes ever written: the ring's next position is that modulo SIZE
 
 
 #: Files ``<folder>/stderr-<pid>``: the top process's stderr ring (only the top process keeps one).
@@ -61,7 +61,7 @@ class Ring:
         finally:
             os.close(fd)
         self._written = 0
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def add(self, data: bytes) -> None:
         # Never waits: a write from a signal handler that interrupted another write is not copied.

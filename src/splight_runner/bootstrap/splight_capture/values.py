@@ -7,7 +7,7 @@ must cost little for what is already plain. The runner reads the same rules
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from _collections_abc import Mapping  # what ``collections.abc`` re-exports, loaded by ``os``
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

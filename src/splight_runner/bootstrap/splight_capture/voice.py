@@ -8,12 +8,12 @@ sound the same.
 
 from __future__ import annotations
 
+import _thread  # not ``threading``: a component that starts no thread does not import it for us
 import sys
-import threading
 
 PREFIX = "splight-runner: "
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _said_once = set()  # type: set[str]
 
 

@@ -48,14 +48,7 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-
-try:
-    # The C pickler itself: ``pickle`` would add its Python half and what that imports (``re``, ``enum``),
-    # a third of the bootstrap's start-up, for the same classes (``pickle`` re-exports these).
-    from _pickle import Pickler, PicklingError, Unpickler, UnpicklingError
-except ImportError:  # an interpreter built without it
-    from pickle import Pickler, PicklingError, Unpickler, UnpicklingError
+from _struct import Struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,7 +68,7 @@ MAGIC = b"SPLR"
 #: The format this module writes and reads. Raise it with any change to the hello, the framing,
 #: the encoding or the item layout that an older reader would misread.
 VERSION = 1
-_HELLO = struct.Struct("<4sHH")
+_HELLO = Struct("<4sHH")
 #: Bytes of the fixed part of a hello (what :func:`hello_size` needs to read).
 HELLO_FIXED = _HELLO.size
 #: Bytes of a frame's header: the length of the frame's body, little-endian.
@@ -143,35 +136,66 @@ def frame_size(header: bytes | bytearray) -> int:
     return int.from_bytes(header[:FRAME_HEADER], "little")
 
 
-class _PlainPickler(Pickler):
-    """Writes plain values only: anything else would need a global the reader refuses.
+class NotPlain(ValueError):
+    """An item holds something other than plain values (:func:`encode` refuses it)."""
+
+
+def _pickle() -> Any:
+    """The C pickler, imported with the first frame.
+
+    Not at start-up: ``_pickle`` imports ``functools`` (and with it ``collections``,
+    ``operator``, ``types``...), a sixth of the bootstrap's start-up, which a
+    component that never logs would pay for nothing. Not ``pickle``: its Python
+    half imports ``re`` and ``enum``, for the same classes.
+    """
+    try:
+        import _pickle
+
+        return _pickle
+    except ImportError:  # an interpreter built without it
+        import pickle
+
+        return pickle
+
+
+_classes: tuple[Any, Any] | None = None
+
+
+def _plain_classes() -> tuple[Any, Any]:
+    """(pickler, unpickler) of plain values only: anything else would need a global the reader refuses.
 
     ``reducer_override`` is consulted only for objects the pickler has no
     built-in opcode for (the plain types never reach it), so the check costs
     nothing on the usual path.
     """
+    global _classes
+    if _classes is None:
+        module = _pickle()
 
-    def reducer_override(self, obj: Any) -> Any:
-        raise PicklingError(f"not a plain value: {type(obj).__name__}")
+        class PlainPickler(module.Pickler):  # type: ignore[misc,name-defined]
+            def reducer_override(self, obj: Any) -> Any:
+                raise NotPlain(f"not a plain value: {type(obj).__name__}")
+
+        class PlainUnpickler(module.Unpickler):  # type: ignore[misc,name-defined]
+            def find_class(self, module_name: str, name: str) -> Any:
+                raise ValueError(f"a frame named {module_name}.{name}: only plain values are read")
+
+        _classes = (PlainPickler, PlainUnpickler)
+    return _classes
 
 
 def encode(items: list[tuple[Any, ...]]) -> bytes:
-    """A frame's body; raises :class:`PicklingError` when an item holds anything but plain values."""
+    """A frame's body; raises :class:`NotPlain` when an item holds anything but plain values."""
     buffer = io.BytesIO()
-    _PlainPickler(buffer, PROTOCOL).dump(items)
+    (_classes or _plain_classes())[0](buffer, PROTOCOL).dump(items)
     return buffer.getvalue()
-
-
-class _PlainUnpickler(Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise UnpicklingError(f"a frame named {module}.{name}: only plain values are read")
 
 
 def decode(body: bytes) -> list[Any]:
     """The items of a frame's body; raises ``ValueError`` (or a subclass) for anything malformed."""
     try:
-        items = _PlainUnpickler(io.BytesIO(body)).load()
-    except (UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+        items = (_classes or _plain_classes())[1](io.BytesIO(body)).load()
+    except (_pickle().UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
         raise ValueError(f"unreadable frame ({type(error).__name__}: {error})") from None
     except RecursionError:
         raise ValueError("unreadable frame (nested too deep)") from None
