@@ -163,13 +163,16 @@ def test_uncaught_exception_becomes_a_critical_record_and_the_run_fails(dev_engi
 
 
 def test_the_bootstrap_imports_logging_only_when_the_component_does_and_captures_from_then_on(dev_engine, tmp_path):
-    # A component that does not log does not pay for logging (nor typing): the hook is put
-    # in place when the component imports logging, and an uncaught exception is captured either way.
+    # A component that does not log does not pay for logging (nor typing, threading, the pickler or
+    # what they import): the hook is put in place when the component imports logging, and an uncaught
+    # exception is captured either way.
     main = write_component(
         tmp_path,
         """
         import sys
-        print(sorted(m for m in ("logging", "typing", "traceback") if m in sys.modules), flush=True)
+        heavy = ("logging", "typing", "traceback", "threading", "contextlib", "collections", "functools",
+                 "importlib.util", "weakref", "_pickle", "re", "enum", "socket", "signal")
+        print(sorted(m for m in heavy if m in sys.modules), flush=True)
         def later():
             import logging
             logging.getLogger("late").warning("logged after a late import")
