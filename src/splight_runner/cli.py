@@ -6,6 +6,7 @@ a usage or configuration mistake, never a traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -240,6 +241,7 @@ def _plain_run_component(own: list[str]) -> tuple[str, str | None, str | None] |
 
 
 def cmd_run_component(args: list[str]) -> int:
+    gc.disable()  # until the start-up is over (``supervisor.launch.start_up_done``)
     own, extra = _split_double_dash(args)
     plain = _plain_run_component(own)
     if plain is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _signal as signal  # the C module: ``signal`` builds enums of every signal (and imports enum) at every start
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -127,6 +128,26 @@ def _resource(spec: PipelineSpec | None) -> dict[str, str] | None:
     if spec is None:
         return None
     return resource_attributes(spec.process_id, spec.process_type)
+
+
+def _build_then_collect(spec: PipelineSpec) -> Any:
+    try:
+        return build_pipeline(spec)
+    finally:
+        start_up_done()
+
+
+def start_up_done() -> None:
+    """The runner's start-up is over (its modules imported, the pipeline built): collect garbage from now on.
+
+    ``cmd_run_component`` turned the collector off: the start-up allocates the
+    objects the runner keeps for its life (modules, classes, functions), and the
+    collections their number triggers found nothing to free and cost it a tenth
+    of its CPU. They are moved out of the collector's sight (``gc.freeze``), so
+    that no later collection walks them either.
+    """
+    gc.freeze()
+    gc.enable()
 
 
 def build_pipeline(spec: PipelineSpec) -> Any:
@@ -410,7 +431,9 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 spec = launch.pipeline
                 _yield_to_the_component()
                 host.start()
-                host.start_pipeline(lambda: build_pipeline(spec))
+                host.start_pipeline(lambda: _build_then_collect(spec))
+            else:
+                start_up_done()
             stops = 0
             stop_deadline: float | None = None
             killed_for_grace = False
