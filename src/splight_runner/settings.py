@@ -106,10 +106,10 @@ class EngineSettings(NamedTuple):
 def api_host(env: Mapping[str, str] | None = None) -> str:
     host = _non_empty(env_names.SPLIGHT_PLATFORM_API_HOST, env) or DEFAULT_API_HOST
     try:
-        parts = urls.split(host)
-    except ValueError:
-        raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts: urls.Url | None = urls.split(host)
+    except ValueError:  # a bracket without its pair
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} is not an http(s) URL")
     if parts.query or parts.fragment:
         raise ConfigError(f"{env_names.SPLIGHT_PLATFORM_API_HOST}: {host!r} must not have a query or fragment")
