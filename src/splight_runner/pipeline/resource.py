@@ -35,6 +35,16 @@ def resource_attributes(
     return attributes
 
 
+def resource_text(attributes: Mapping[str, str]) -> str:
+    """``attributes`` as ``OTEL_RESOURCE_ATTRIBUTES`` spells them (the form :func:`engine_identity` reads).
+
+    How the runner hands the component's resource to a component that exports
+    spans (``SPLIGHT_RUNNER_RESOURCE``): ``key=value`` pairs, comma separated,
+    percent-encoded, so the component's side reads them without ``json``.
+    """
+    return ",".join(f"{urls.quote(key)}={urls.quote(value)}" for key, value in attributes.items())
+
+
 def engine_identity(attributes: Mapping[str, Any], env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
     """Whose records these are to the Engine (process id, sender type), as the SDK's resource would say.
 

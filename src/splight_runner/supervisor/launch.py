@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from splight_runner import environment as names
-from splight_runner import urls
 from splight_runner.diagnostics import say
 from splight_runner.pipeline.ending import owes_last_words
 from splight_runner.settings import (
@@ -96,7 +95,9 @@ def child_environment(
     env.update(overrides)
     apply_distro_defaults(env)
     if resource is not None:
-        env[names.SPLIGHT_RUNNER_RESOURCE] = ",".join(f"{urls.quote(k)}={urls.quote(v)}" for k, v in resource.items())
+        from splight_runner.pipeline.resource import resource_text
+
+        env[names.SPLIGHT_RUNNER_RESOURCE] = resource_text(resource)
     python_path = [p for p in env.get(names.PYTHONPATH, "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
     env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
