@@ -143,7 +143,7 @@ def _pipeline_for(env: dict[str, str]) -> PipelineSpec | None:
     )
 
 
-def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
+def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str], *, python: bool = False) -> int:
     from splight_runner.supervisor.launch import Launch, supervise
 
     config.apply_distro_defaults(os.environ)  # the runner's own pipeline reads them too (OTLP's protocol)
@@ -157,6 +157,7 @@ def _launch(argv: list[str], cwd: str | None, overrides: dict[str, str]) -> int:
             pipeline=pipeline,
             export_timeout=config.delivery_settings(env).export_timeout,
             stop_grace=config.stop_grace(env),
+            bootstrap_follows_the_runner=python,
         )
     )
 
@@ -258,7 +259,7 @@ def cmd_run_component(args: list[str]) -> int:
     argv = [_component_python(python), script]
     if component_id:
         argv += ["--component-id", component_id]
-    return _launch(argv + extra, folder, overrides)
+    return _launch(argv + extra, folder, overrides, python=True)
 
 
 def _component_python(option: str | None = None) -> str:

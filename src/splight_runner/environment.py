@@ -152,6 +152,17 @@ keeps the tail of its stderr and its fatal-error stack for the runner's
 how-it-ended record. Default: unset.
 """
 
+SPLIGHT_RUNNER_PARENT = _component.SPLIGHT_RUNNER_PARENT
+"""
+.. envvar:: SPLIGHT_RUNNER_PARENT
+
+Set by the supervisor when it spawned the component's Python (``run-component``):
+its own pid. The bootstrap asks the kernel for SIGTERM should that process die
+(Linux's parent-death signal), terminates the component at once if it is already
+gone, and removes the variable, so that no child of the component asks again.
+Default: unset.
+"""
+
 SPLIGHT_RUNNER_CAPTURE_OUTPUT = _component.SPLIGHT_RUNNER_CAPTURE_OUTPUT
 """
 .. envvar:: SPLIGHT_RUNNER_CAPTURE_OUTPUT

@@ -64,7 +64,40 @@ def _load_capture():
     return startup
 
 
+def _follow_the_runner():
+    """Ask the kernel for SIGTERM when the runner dies (Linux's parent-death signal).
+
+    The runner starts the component with ``posix_spawn``, where none of its own
+    code runs between fork and exec (what makes the start cheap), so the request
+    is made here, before anything else. The runner's pid comes in
+    ``SPLIGHT_RUNNER_PARENT``, removed at once: no child of the component may ask
+    on its behalf. A runner already gone by now gets the same SIGTERM at once.
+    """
+    runner = os.environ.pop("SPLIGHT_RUNNER_PARENT", None)  # names.SPLIGHT_RUNNER_PARENT, spelled out
+    if runner is None:
+        return
+    pr_set_pdeathsig, sigterm = 1, 15
+    try:
+        import _ctypes  # not ``ctypes``: it builds its type classes, milliseconds of start-up
+
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")
+        _ctypes.call_function(prctl, (pr_set_pdeathsig, sigterm))
+    except Exception:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(pr_set_pdeathsig, sigterm)
+        except Exception:
+            return
+    if str(os.getppid()) != runner:
+        os.kill(os.getpid(), sigterm)
+
+
 def _main():
+    try:
+        _follow_the_runner()
+    except Exception:
+        pass
     try:
         _run_shadowed_sitecustomize()
     except Exception:

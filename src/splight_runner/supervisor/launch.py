@@ -78,6 +78,10 @@ class Launch(NamedTuple):
     pipeline: PipelineSpec | None = None  # None: nothing is exported (OTEL_LOGS_EXPORTER=none)
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT_MS / 1000
     stop_grace: float = DEFAULT_STOP_GRACE
+    #: ``argv`` starts the component's Python with the bootstrap, which asks for the parent-death signal
+    #: itself (``SPLIGHT_RUNNER_PARENT``): nothing has to run between fork and exec, so it is spawned.
+    #: Any other program gets the signal set before its ``exec``, on a fork.
+    bootstrap_follows_the_runner: bool = False
 
 
 def child_environment(
@@ -102,6 +106,7 @@ def child_environment(
     env[names.PYTHONPATH] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
     env[names.SPLIGHT_RUNNER_ACTIVE] = "1"
     env.pop(names.SPLIGHT_RUNNER_TOP_PROCESS, None)
+    env.pop(names.SPLIGHT_RUNNER_PARENT, None)  # set by ``supervise`` for a component it spawns
     if channel is not None:
         env[names.SPLIGHT_RUNNER_CHANNEL] = channel
     else:
@@ -200,12 +205,36 @@ class _GroupLeader:
 
     Why not simply ``setpgid(0, 0)`` in the component: a process group leader
     cannot call ``setsid()``, and daemonizing code does (without the runner the
-    component is not a leader, so it can). So a tiny forked process leads the
-    group, the component joins it before its ``exec``, and the leader then exits;
-    the group lives on with the component in it.
+    component is not a leader, so it can). So another process leads the group,
+    the component joins it as it starts, and the leader is then reaped; the group
+    lives on with the component in it.
+
+    The leader only has to exist when the component joins, and a process that
+    ended but was not reaped yet still holds its group: so, where it can, the
+    runner spawns ``true`` into a group of its own and reaps it once the
+    component joined (a spawn costs the runner nothing of its heap, see
+    :mod:`.spawn`). Else a forked process leads, waiting on a pipe until the
+    runner lets go.
     """
 
     def __init__(self) -> None:
+        self._write: int | None = None
+        pid = self._spawned() or self._forked()
+        self.pgid = self._pid = pid
+
+    @staticmethod
+    def _spawned() -> int | None:
+        if not spawn.CAN_SPAWN or signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            return None  # children reaped by the kernel as they end: none would hold the group
+        program = spawn.which("true", "/usr/bin:/bin")
+        if program is None:
+            return None
+        try:
+            return os.posix_spawn(program, [program], {}, setpgroup=0)
+        except OSError:
+            return None
+
+    def _forked(self) -> int:
         read, self._write = os.pipe()
         pid = os.fork()  # the runner has no other thread yet
         if pid == 0:
@@ -219,29 +248,26 @@ class _GroupLeader:
         os.close(read)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # whichever of the two runs first
-        self.pgid = self._pid = pid
+        return pid
 
     def release(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._write)
+        if self._write is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._write)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self._pid, 0)
 
 
-def _parent_death_signal(*, group: int | None = None) -> Any:
-    """Steps before the component's ``exec``: the kernel is to send it SIGTERM if the runner dies (Linux);
-    with ``group``, it joins that process group."""
+def _parent_death_signal() -> Any:
+    """The step before a program's ``exec``: the kernel is to send it SIGTERM if the runner dies (Linux).
+
+    For a program whose bootstrap does not ask for it itself (see ``Launch``)."""
     prctl = _libc_prctl()
     if prctl is None:
         return None
     runner = os.getpid()
 
     def set_parent_death_signal() -> None:
-        if group is not None:
-            try:
-                os.setpgid(0, group)
-            except OSError:
-                os.setpgid(0, 0)  # the leader is gone: a group of its own is the next best
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
         if os.getppid() != runner:  # the runner died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
@@ -413,11 +439,15 @@ def supervise(launch: Launch, base_env: Mapping[str, str] | None = None) -> int:
                 # terminal's keys reach it as they would without the runner (and are not forwarded).
                 leader = None if at_a_terminal else _GroupLeader()
                 try:
+                    follows = launch.bootstrap_follows_the_runner and spawn.CAN_SPAWN
+                    if follows:
+                        env[names.SPLIGHT_RUNNER_PARENT] = str(os.getpid())
                     child = spawn.start(
                         launch.argv,
                         cwd=launch.cwd,
                         env=env,
-                        prepare=_parent_death_signal(group=leader.pgid if leader else None),
+                        group=leader.pgid if leader else None,
+                        prepare=None if follows else _parent_death_signal(),
                     )
                 finally:
                     if leader is not None:
