@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -75,3 +76,19 @@ def test_under_run_component_the_component_follows_its_runner_in_a_group_it_does
     # which it does not lead (so it may call setsid(), as daemonizing code does).
     assert report["pgid"] != report["pid"]
     assert report["pgid"] != os.getpgid(0)
+
+
+def test_a_program_without_the_bootstrap_gets_the_signal_before_its_exec(tmp_path):
+    # `run -- CMD` starts any program: the runner forks and asks for the signal in the child (parent.py).
+    from splight_runner.supervisor import launch, spawn
+
+    out = tmp_path / "report.json"
+    code = _REPORT.replace("print(json.dumps(", f"open({str(out)!r}, 'w').write(json.dumps(")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPLIGHT_RUNNER") and k != "PYTHONPATH"}
+    child = spawn.start([sys.executable, "-c", code], env=env, prepare=launch._parent_death_signal())
+    deadline = time.monotonic() + 30
+    while child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert child.returncode == 0
+    assert json.loads(out.read_text())["pdeathsig"] == signal.SIGTERM

@@ -69,28 +69,17 @@ def _follow_the_runner():
 
     The runner starts the component with ``posix_spawn``, where none of its own
     code runs between fork and exec (what makes the start cheap), so the request
-    is made here, before anything else. The runner's pid comes in
-    ``SPLIGHT_RUNNER_PARENT``, removed at once: no child of the component may ask
-    on its behalf. A runner already gone by now gets the same SIGTERM at once.
+    is made here, before anything else (``splight_capture/parent.py``, loaded on
+    its own). The runner's pid comes in ``SPLIGHT_RUNNER_PARENT``, removed at
+    once: no child of the component may ask on its behalf.
     """
     runner = os.environ.pop("SPLIGHT_RUNNER_PARENT", None)  # names.SPLIGHT_RUNNER_PARENT, spelled out
     if runner is None:
         return
-    pr_set_pdeathsig, sigterm = 1, 15
-    try:
-        import _ctypes  # not ``ctypes``: it builds its type classes, milliseconds of start-up
-
-        prctl = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")
-        _ctypes.call_function(prctl, (pr_set_pdeathsig, sigterm))
-    except Exception:
-        try:
-            import ctypes
-
-            ctypes.CDLL(None).prctl(pr_set_pdeathsig, sigterm)
-        except Exception:
-            return
-    if str(os.getppid()) != runner:
-        os.kill(os.getpid(), sigterm)
+    spec = spec_from_file_location("_splight_runner_parent", os.path.join(_HERE, "splight_capture", "parent.py"))
+    parent = module_from_spec(spec)
+    spec.loader.exec_module(parent)
+    parent.follow(int(runner))
 
 
 def _main():

@@ -258,47 +258,22 @@ class _GroupLeader:
             os.waitpid(self._pid, 0)
 
 
-def _parent_death_signal() -> Any:
+def _parent_death_signal() -> Callable[[], None] | None:
     """The step before a program's ``exec``: the kernel is to send it SIGTERM if the runner dies (Linux).
 
-    For a program whose bootstrap does not ask for it itself (see ``Launch``)."""
-    prctl = _libc_prctl()
+    For a program whose bootstrap does not ask for it itself (see ``Launch``). The
+    call is looked up here, in the runner: the child of a fork only makes it."""
+    from splight_runner.bootstrap.splight_capture import parent
+
+    prctl = parent.prctl_function()
     if prctl is None:
         return None
     runner = os.getpid()
 
     def set_parent_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != runner:  # the runner died between fork and prctl
-            os.kill(os.getpid(), signal.SIGTERM)
+        parent.follow(runner, prctl)
 
     return set_parent_death_signal
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _libc_prctl() -> Callable[[int, int], Any] | None:
-    """libc's ``prctl`` (Python has no binding), None where there is none.
-
-    Through ``_ctypes``' own calls (``dlopen``, ``dlsym``, ``call_function``,
-    what ``ctypes`` calls underneath) when it has them: ``import ctypes`` builds
-    its type classes and costs a runner start-up three times what the call needs.
-    """
-    try:
-        import _ctypes
-
-        function = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")
-        call = _ctypes.call_function
-        return lambda option, value: call(function, (option, value))
-    except (ImportError, AttributeError, OSError):
-        pass
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).prctl
-    except (ImportError, AttributeError, OSError):
-        return None
 
 
 #: Of the stop grace, what is kept for the exit report after the last deliveries are given up on.
