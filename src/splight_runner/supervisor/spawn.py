@@ -92,7 +92,12 @@ class Child:
 
 
 def _inherited_descriptors() -> list[int] | None:
-    """Descriptors above 2 that a child would inherit (``/proc/self/fd``), None where it cannot be listed."""
+    """Descriptors above 2 that a child would inherit, None where they cannot be listed.
+
+    The open ones are listed in ``/proc/self/fd``: trying every number up to the
+    limit would be a million calls in a container whose limit is 1,048,576 where
+    Python cannot use ``close_range``. The rest close on ``exec`` by themselves.
+    """
     try:
         numbers = [int(name) for name in os.listdir("/proc/self/fd")]
     except (OSError, ValueError):
@@ -107,15 +112,9 @@ def _inherited_descriptors() -> list[int] | None:
 
 
 def _close_inherited(keep: int) -> None:
-    """In the child: close every descriptor but 0-2 and ``keep`` (``close_fds``).
-
-    The open ones are listed in ``/proc/self/fd``: closing every number up to the
-    limit would be a million calls in a container whose limit is 1,048,576 where
-    Python cannot use ``close_range``.
-    """
-    try:
-        numbers = [int(name) for name in os.listdir("/proc/self/fd")]
-    except (OSError, ValueError):
+    """In the child of a fork: close what the program would inherit but 0-2 and ``keep`` (``close_fds``)."""
+    inherited = _inherited_descriptors()
+    if inherited is None:
         try:
             limit = max(os.sysconf("SC_OPEN_MAX"), 256)
         except (OSError, ValueError):
@@ -123,9 +122,9 @@ def _close_inherited(keep: int) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, limit)
         return
-    for fd in numbers:
-        if fd > 2 and fd != keep:
-            with contextlib.suppress(OSError):  # the listing's own descriptor is closed already
+    for fd in inherited:
+        if fd != keep:
+            with contextlib.suppress(OSError):
                 os.close(fd)
 
 
