@@ -474,7 +474,7 @@ def _supervisor(
     from opentelemetry.sdk.resources import Resource
 
     from splight_runner.bootstrap.splight_capture import wire
-    from splight_runner.engine.client import EngineClient, pack_records
+    from splight_runner.engine.client import MAX_RECORDS_PER_POST, EngineClient, pack_records
     from splight_runner.pipeline.exporter import SplightLogExporter
     from splight_runner.pipeline.flat import FlatEmitter
     from splight_runner.pipeline.processor import SplightLogRecordProcessor
@@ -528,14 +528,16 @@ def _supervisor(
     bodies: list[tuple[bytes, int]] = []
 
     def pack() -> int:
-        bodies[:] = pack_records(translated)
+        # As the sender packs: one batch of at most a POST's records at a time.
+        step = MAX_RECORDS_PER_POST
+        bodies[:] = [body for i in range(0, len(translated), step) for body in pack_records(translated[i : i + step])]
         return len(translated)
 
     with _stage("pack_records"):
         us = _cpu_us(pack)
         total += us
         size = sum(len(body) for body, _ in bodies) / max(1, len(translated))
-        _row("sender: pack_records (json per record)", us, f"({size:.0f} B/record)")
+        _row("sender: pack_records (the body of each POST)", us, f"({size:.0f} B/record)")
         stages.append(("supervisor sender: pack_records", us, pack))
 
     with _stage("POST"):

@@ -129,3 +129,30 @@ def log_records(draw: Any) -> logging.LogRecord:
     if draw(st.booleans()):
         record.__dict__["tags"] = draw(st.one_of(VALUES, cyclic()))
     return record
+
+
+#: ASCII text with what JSON must escape (quotes, backslashes, control characters) and what it must not.
+ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=127), max_size=40)
+
+
+@st.composite
+def usual_records(draw: Any) -> logging.LogRecord:
+    """The ``logger.info`` of most components: ASCII text, no exception or stack, at most text ``tags``."""
+    logger = logging.Logger(draw(ASCII_TEXT))
+    extra = {}
+    if draw(st.booleans()):
+        extra["tags"] = draw(st.one_of(st.none(), ASCII_TEXT))
+    record = logger.makeRecord(
+        logger.name,
+        draw(st.one_of(st.sampled_from([10, 20, 30, 40, 50]), st.integers(0, 100))),
+        draw(ASCII_TEXT),  # pathname
+        draw(st.integers(0, 10**6)),
+        draw(st.one_of(ASCII_TEXT, ASCII_TEXT.map(lambda t: t.replace("%", "%%") + " %s %d"))),
+        None,
+        None,
+        extra=extra,
+    )
+    if record.args is None and "%s %d" in str(record.msg):
+        record.args = (draw(ASCII_TEXT), draw(st.integers()))
+    record.created = draw(st.floats(1, 4e9, allow_nan=False))  # 0 would be "now", on each path its own
+    return record

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from tests.strategies import TEXT, log_records
+from tests.strategies import TEXT, log_records, usual_records
 
 from splight_runner.bootstrap.splight_capture import wire
 from splight_runner.bootstrap.splight_capture.capture import flattener
 from splight_runner.engine import records
-from splight_runner.engine.client import pack_records
+from splight_runner.engine.client import as_mapping, pack_records
 from splight_runner.pipeline.delivery import EngineDelivery
 from splight_runner.pipeline.exporter import convert
 from splight_runner.pipeline.flat import EngineEmitter, FlatEmitter, severity_number
@@ -76,15 +76,14 @@ class BothPaths:
     def assert_same(self, emit: Any) -> list[Any]:
         sdk, direct = self.sdk_items(emit), self.direct_items(emit)
         assert len(sdk) == len(direct) == 1
-        assert type(sdk[0]) is type(direct[0])
-        if isinstance(sdk[0], dict):
-            assert _body(sdk[0]) == _body(direct[0])
-        else:
+        if isinstance(sdk[0], records.StatusUpdate) or isinstance(direct[0], records.StatusUpdate):
             assert sdk[0] == direct[0]
+        else:
+            assert _body(sdk[0]) == _body(direct[0])
         return direct
 
 
-def _body(record: dict[str, Any]) -> bytes:
+def _body(record: dict[str, Any] | bytes) -> bytes:
     [(body, count)] = pack_records([record])
     assert count == 1
     return body
@@ -109,6 +108,40 @@ def fields(request: pytest.FixtureRequest) -> Iterator[str]:
 def test_any_stdlib_record_gives_the_same_engine_record_on_both_paths(paths, fields, record):
     [item] = wire.decode(wire.encode([flattener()(record)]))  # what crosses the channel
     paths.assert_same(lambda emitter: emitter.emit(item))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    record=usual_records(),
+    trace_id=st.one_of(st.just(0), st.integers(1, 2**128 - 1)),
+    span_id=st.one_of(st.just(0), st.integers(1, 2**64 - 1)),
+)
+def test_a_usual_record_is_made_as_its_json_and_reads_the_same_on_both_paths(paths, fields, record, trace_id, span_id):
+    """The direct path writes the usual record's JSON itself (``records.RecordJSON``): the same bytes."""
+    item = flattener()(record)
+    item = (*item[:12], trace_id, span_id if trace_id else 0, 1 if trace_id else 0)
+    [item] = wire.decode(wire.encode([item]))
+    [made] = paths.assert_same(lambda emitter: emitter.emit(item))
+    assert type(made) is bytes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"msg": "caf\u00e9"},  # not ASCII
+        {"pathname": "/srv/\u00e9t\u00e9.py"},
+        {"msg": "x" * 70_000},  # long enough that a POST's limit may have to cut it
+        {"tags": {"k": "v"}},  # tags that are not text
+        {"tags": "\u00e9t\u00e9"},
+        {"other": 1},  # an extra besides tags
+        {"stack_info": "Stack (most recent call last):"},
+    ],
+)
+def test_any_other_record_takes_the_dict_and_reads_the_same(paths, change):
+    record = logging.LogRecord("app", logging.INFO, "/x/main.py", 3, "m", None, None)
+    record.__dict__.update(change)
+    [made] = paths.assert_same(lambda emitter: emitter.emit(flattener()(record)))
+    assert type(made) is dict
 
 
 #: Attribute values the OTel Logs API takes (AnyValue): what the component's channel carries.
@@ -173,7 +206,7 @@ def test_a_record_at_every_level_number_reads_the_same_level(paths, fields):
     for level in range(-5, 70):
         record = logging.LogRecord("app", level, "/x/main.py", 3, "m", None, None)
         [item] = paths.assert_same(lambda emitter, record=record: emitter.emit(flattener()(record)))
-        assert item["loglevel"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        assert as_mapping(item)["loglevel"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
 def test_the_direct_path_imports_no_opentelemetry():

@@ -72,8 +72,16 @@ class StatusUpdate(NamedTuple):
 
 
 #: What the delivery path carries to the Engine: a logs/write record (a plain dict, the
-#: Engine's own shape, see :func:`engine_record`) or a status update.
-EngineItem = dict | StatusUpdate
+#: Engine's own shape, see :func:`engine_record`; or that record's compact JSON already made,
+#: ``bytes``, see :class:`RecordJSON`) or a status update.
+EngineRecord = dict | bytes
+EngineItem = EngineRecord | StatusUpdate
+
+
+def is_record(item: object) -> bool:
+    """A logs/write record, in either form (not a status update, not a queue's marker)."""
+    kind = type(item)
+    return kind is dict or kind is bytes
 
 
 def platform_status(engine_state: str) -> str | None:
@@ -280,6 +288,53 @@ def with_time_and_trace(
         if span_id:
             record["span_id"] = f"{span_id:016x}"
     return record
+
+
+class RecordJSON:
+    """The compact JSON of a usual record, made straight from its fields, as ``bytes``.
+
+    What the Engine's JSON encoder makes of :func:`engine_record`'s dict for a
+    record whose fields are ASCII text and whose tags are ASCII text or none
+    (the usual ``logger.info``), byte for byte, in a third of the time: no dict
+    in between, no encoder walking it, and the body of a POST is these joined
+    (``engine.client.pack_records``). The runner's direct path makes its usual
+    records this way; a property test holds the two to the same bytes.
+    """
+
+    __slots__ = ("_head", "_quote")
+
+    def __init__(self, process_id: str, sender_type: str) -> None:
+        try:
+            from _json import encode_basestring  # the C function json's encoder uses; without json's imports
+        except ImportError:  # an interpreter without the accelerator
+            from json.encoder import encode_basestring
+        self._quote = encode_basestring
+        self._head = f'{{"sender_type":{encode_basestring(sender_type)},"id":{encode_basestring(process_id)},"name":'
+
+    def __call__(
+        self,
+        name: str,
+        message: str,
+        level: str,
+        filename: str,
+        tags: str | None,
+        timestamp_ns: int,
+        trace_id: int,
+        span_id: int,
+    ) -> bytes:
+        """``level`` one of the Engine's five names; the text ASCII (the caller checks)."""
+        quote = self._quote
+        text = (
+            f'{self._head}{quote(name)},"message":{quote(message)},"loglevel":"{level}",'
+            f'"filename":{quote(filename)},"traceback":"","tags":{"null" if tags is None else quote(tags)}'
+        )
+        if _historical_only:
+            return f"{text}}}".encode("ascii")
+        stamp = rfc3339(timestamp_ns if timestamp_ns else time.time_ns())
+        if not trace_id:
+            return f'{text},"timestamp":"{stamp}"}}'.encode("ascii")
+        ids = f',"trace_id":"{trace_id:032x}"' + (f',"span_id":"{span_id:016x}"' if span_id else "")
+        return f'{text},"timestamp":"{stamp}"{ids}}}'.encode("ascii")
 
 
 def _plain(attributes: Any) -> Mapping[str, Any]:

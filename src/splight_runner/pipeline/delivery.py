@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
 
 from splight_runner import settings as config
 from splight_runner.diagnostics import say, say_limited
@@ -23,14 +22,11 @@ from splight_runner.engine.client import (
     MAX_RECORDS_PER_POST,
     EngineClient,
     EngineError,
+    as_mapping,
     pack_records,
 )
-from splight_runner.engine.records import EngineItem, StatusUpdate
+from splight_runner.engine.records import EngineItem, EngineRecord, StatusUpdate, is_record
 from splight_runner.engine.retry import Deadline, Retrier
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 #: The Engine's answer to a body it finds too large: split it, down to single records.
 TOO_LARGE = 413
@@ -178,9 +174,9 @@ class EngineDelivery:
 
     def _deliver(self, batch: list[EngineItem], deadline: Deadline, hold: bool, client: EngineClient) -> bool:
         items = list(batch)
-        run: list[dict[str, Any]] = []
+        run: list[EngineRecord] = []
         for index, item in enumerate(items):
-            if type(item) is dict:
+            if is_record(item):
                 run.append(item)
                 continue
             if run:
@@ -203,7 +199,7 @@ class EngineDelivery:
             batch.clear()  # counted below instead; nobody reads the report this long after the exit
         with self._stats_lock:
             for item in left:
-                if type(item) is dict:
+                if is_record(item):
                     self.stats.abandoned += 1
                 else:
                     self.stats.abandoned_statuses.append(item.status)
@@ -222,8 +218,8 @@ class EngineDelivery:
             self.stats.rejections += 1
 
     def _send_logs(
-        self, records_: list[dict[str, Any]], deadline: Deadline, client: EngineClient
-    ) -> list[dict[str, Any]] | None:
+        self, records_: list[EngineRecord], deadline: Deadline, client: EngineClient
+    ) -> list[EngineRecord] | None:
         """POST ``records_`` within the per-POST limits; a body answered 413 is split in halves, down to one record.
 
         Each record is counted once, sent or rejected; returns None, or, when
@@ -254,7 +250,7 @@ class EngineDelivery:
             self._count_rejected(len(part))
         return None
 
-    def _pack(self, records_: list[dict[str, Any]]) -> list[tuple[bytes, list[dict[str, Any]]]]:
+    def _pack(self, records_: list[EngineRecord]) -> list[tuple[bytes, list[EngineRecord]]]:
         """Bodies within the per-POST limits, each with the records it carries."""
         try:
             packed = pack_records(records_, max_records=MAX_RECORDS_PER_POST, max_bytes=MAX_BYTES_PER_POST)
@@ -281,7 +277,7 @@ class EngineDelivery:
             bodies.append((body, [record]))
         return bodies
 
-    def _refused_alone(self, record: Mapping[str, Any], rejection: EngineError) -> None:
+    def _refused_alone(self, record: EngineRecord, rejection: EngineError) -> None:
         say_limited(
             "engine-refused-record",
             f"the Engine refused a log record {_name(record)} on its own ({rejection}); dropped",
@@ -317,8 +313,10 @@ class EngineDelivery:
         return True
 
 
-def _name(record: Mapping[str, Any]) -> str:
+def _name(record: EngineRecord) -> str:
     """A refused record, named for stderr: its logger and the start of its message."""
+    if type(record) is bytes:
+        record = as_mapping(record)
     message = str(record.get("message", ""))
     if len(message) > NAMED_MESSAGE_CHARS:
         message = message[:NAMED_MESSAGE_CHARS] + "…"

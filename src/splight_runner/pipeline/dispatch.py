@@ -34,7 +34,7 @@ from collections import deque
 from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
-from splight_runner.engine.records import EngineItem, StatusUpdate
+from splight_runner.engine.records import EngineItem, StatusUpdate, is_record
 from splight_runner.pipeline.accounting import DropCounter, FlushMarker
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.delivery import DeliveryStats, EngineDelivery
@@ -54,12 +54,17 @@ DEFAULT_MAX_QUEUE_BYTES = 32 << 20
 #: What a queued Engine record holds besides its message and traceback: the dict and its other
 #: values (measured with tracemalloc: about 410 B for a record with a short message).
 RECORD_OVERHEAD = 400
+#: What a record queued as its JSON (``bytes``) holds besides that JSON: the object's header.
+JSON_RECORD_OVERHEAD = 40
 
 
 def _size(item: EngineItem) -> int:
     """A cheap estimate of what a queued item holds: its text and a fixed overhead."""
-    if type(item) is dict:
-        return RECORD_OVERHEAD + len(item["message"]) + len(item["traceback"])
+    kind = type(item)
+    if kind is bytes:
+        return JSON_RECORD_OVERHEAD + len(item)  # type: ignore[arg-type]
+    if kind is dict:
+        return RECORD_OVERHEAD + len(item["message"]) + len(item["traceback"])  # type: ignore[index]
     return RECORD_OVERHEAD
 
 
@@ -178,7 +183,7 @@ class EngineQueue:
     def undelivered_records(self) -> int:
         """Log records that did not reach the Engine: dropped, abandoned, or still queued or in flight."""
         waiting = self._waiting()
-        queued = sum(1 for item in waiting if type(item) is dict)
+        queued = sum(1 for item in waiting if is_record(item))
         return self.drops.total + self.stats.abandoned + queued
 
     def undelivered_statuses(self) -> list[str]:
