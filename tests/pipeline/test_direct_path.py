@@ -29,7 +29,8 @@ from tests.strategies import TEXT, log_records, usual_records
 from splight_runner.bootstrap.splight_capture import wire
 from splight_runner.bootstrap.splight_capture.capture import flattener
 from splight_runner.engine import records
-from splight_runner.engine.client import as_mapping, pack_records
+from splight_runner.engine.client import pack_records
+from splight_runner.engine.records import as_mapping
 from splight_runner.pipeline.delivery import EngineDelivery
 from splight_runner.pipeline.exporter import convert
 from splight_runner.pipeline.flat import EngineEmitter, FlatEmitter, severity_number

@@ -27,6 +27,7 @@ from splight_runner import __version__, _sockets, urls
 from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.engine import http11
 from splight_runner.engine.proxies import proxy_for
+from splight_runner.engine.records import as_mapping
 from splight_runner.settings import EngineSettings
 
 TYPE_CHECKING = False
@@ -40,7 +41,6 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "EngineClient",
     "EngineError",
-    "as_mapping",
     "is_retryable",
     "pack_records",
     "parse_retry_after",
@@ -627,15 +627,6 @@ def _encode(record: Mapping[str, Any] | bytes) -> bytes:
 
         text = json.dumps(_json_safe(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return _utf8(text)
-
-
-def as_mapping(record: Mapping[str, Any] | bytes) -> Mapping[str, Any]:
-    """A record as its fields, whichever form it is queued in (its JSON made already: ``bytes``)."""
-    if type(record) is bytes:
-        import json
-
-        return json.loads(record)  # type: ignore[no-any-return]
-    return record  # type: ignore[return-value]
 
 
 def _records_body(records: Sequence[Mapping[str, Any] | bytes]) -> bytes:

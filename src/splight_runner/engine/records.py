@@ -84,6 +84,15 @@ def is_record(item: object) -> bool:
     return kind is dict or kind is bytes
 
 
+def as_mapping(record: EngineRecord) -> Mapping[str, Any]:
+    """A record as its fields, whichever form it is queued in (its JSON made already: ``bytes``)."""
+    if type(record) is bytes:
+        import json  # here: only a rare path reads a record made as JSON back
+
+        return json.loads(record)  # type: ignore[no-any-return]
+    return record  # type: ignore[return-value]
+
+
 def platform_status(engine_state: str) -> str | None:
     """The deployment status a splight-lib engine state reports, None when it reports none."""
     return _PLATFORM_STATUS.get(engine_state)

@@ -22,10 +22,9 @@ from splight_runner.engine.client import (
     MAX_RECORDS_PER_POST,
     EngineClient,
     EngineError,
-    as_mapping,
     pack_records,
 )
-from splight_runner.engine.records import EngineItem, EngineRecord, StatusUpdate, is_record
+from splight_runner.engine.records import EngineItem, EngineRecord, StatusUpdate, as_mapping, is_record
 from splight_runner.engine.retry import Deadline, Retrier
 
 #: The Engine's answer to a body it finds too large: split it, down to single records.

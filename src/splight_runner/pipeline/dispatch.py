@@ -34,7 +34,7 @@ from collections import deque
 from splight_runner import settings as config
 from splight_runner.diagnostics import say
 from splight_runner.engine import records
-from splight_runner.engine.records import EngineItem, StatusUpdate, is_record
+from splight_runner.engine.records import EngineItem, EngineRecord, StatusUpdate, is_record
 from splight_runner.pipeline.accounting import DropCounter, FlushMarker
 from splight_runner.pipeline.deadline import ExitDeadline, as_deadline
 from splight_runner.pipeline.delivery import DeliveryStats, EngineDelivery
@@ -156,7 +156,7 @@ class EngineQueue:
         #: Shared with the capture intake (see component.configuration) so one report covers both queues.
         self.drops = drops if drops is not None else DropCounter()
         #: The last Engine record handed to a sender: whose records the drop report speaks for.
-        self._template: dict[str, Any] | None = None
+        self._template: EngineRecord | None = None
         #: A status the dispatcher is delivering itself (in flight, for the exit report).
         self._in_flight: list[EngineItem] = []
         #: Estimated bytes held in the queue: 20,000 records of 40 KB must not mean 800 MB.
@@ -453,10 +453,10 @@ class EngineQueue:
 
     def _report_drops(self) -> None:
         """One WARNING record, first in line, once the Engine accepts records again."""
-        template = self._template
         report = self.drops.take_report(self.max_queue_size)
-        if template is None or report is None:
+        if self._template is None or report is None:
             return
+        template = records.as_mapping(self._template)  # its JSON read back: once per report
         count, message = report
         warning = records.engine_record(
             process_id=template["id"],
