@@ -369,23 +369,8 @@ class EngineEmitter(_Emitter):
         dict in between: the property tests of the two paths hold the two to the
         same bytes. About two thirds of the runner's CPU per record, before.
         """
-        (
-            _,
-            name,
-            levelno,
-            levelname,
-            message,
-            pathname,
-            _,
-            _,
-            created,
-            extras,
-            exception,
-            stack_info,
-            trace_id,
-            span_id,
-            _,
-        ) = item
+        _, name, levelno, levelname, message, pathname = item[:6]  # the LOG layout: see log_fields
+        created, extras, exception, stack_info, trace_id, span_id = item[8:14]
         if exception is not None or stack_info is not None or not self._json_usable:
             return None
         tags = None
