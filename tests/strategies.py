@@ -135,13 +135,21 @@ def log_records(draw: Any) -> logging.LogRecord:
 ASCII_TEXT = st.text(alphabet=st.characters(max_codepoint=127), max_size=40)
 
 
+#: What components pass as ``extra={"tags": ...}``: text, or dicts and lists of plain values (NaN included).
+TAG_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(TEXT, children, max_size=3)),
+    max_leaves=6,
+)
+
+
 @st.composite
 def usual_records(draw: Any) -> logging.LogRecord:
-    """The ``logger.info`` of most components: ASCII text, no exception or stack, at most text ``tags``."""
+    """The ``logger.info`` of most components: ASCII text, no exception or stack, no extra but ``tags``."""
     logger = logging.Logger(draw(ASCII_TEXT))
     extra = {}
     if draw(st.booleans()):
-        extra["tags"] = draw(st.one_of(st.none(), ASCII_TEXT))
+        extra["tags"] = draw(st.one_of(st.none(), ASCII_TEXT, TEXT, TAG_VALUES))
     record = logger.makeRecord(
         logger.name,
         draw(st.one_of(st.sampled_from([10, 20, 30, 40, 50]), st.integers(0, 100))),

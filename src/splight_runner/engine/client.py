@@ -27,7 +27,7 @@ from splight_runner import __version__, _sockets, urls
 from splight_runner.bootstrap.splight_capture.values import valid_text
 from splight_runner.engine import http11
 from splight_runner.engine.proxies import proxy_for
-from splight_runner.engine.records import as_mapping
+from splight_runner.engine.records import as_mapping, json_encoder
 from splight_runner.settings import EngineSettings
 
 TYPE_CHECKING = False
@@ -598,20 +598,6 @@ def _utf8(text: str) -> bytes:
         return valid_text(text).encode("utf-8")
 
 
-#: One encoder for every record (``json.dumps`` with options builds a new one per call), made with the
-#: first record: a run whose Engine only hears statuses (form bodies) never imports ``json`` (and ``re``).
-_ENCODER: Any = None
-
-
-def _encoder() -> Any:
-    global _ENCODER
-    if _ENCODER is None:
-        import json
-
-        _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
-    return _ENCODER
-
-
 def _encode(record: Mapping[str, Any] | bytes) -> bytes:
     """One record as compact UTF-8 JSON (a record already made so, ``bytes``, as it is).
 
@@ -621,7 +607,7 @@ def _encode(record: Mapping[str, Any] | bytes) -> bytes:
     if type(record) is bytes:
         return record
     try:
-        text = (_ENCODER or _encoder()).encode(record)
+        text = json_encoder().encode(record)
     except Exception:  # TypeError, ValueError, RecursionError, or a value whose str() raises
         import json
 
@@ -634,7 +620,7 @@ def _records_body(records: Sequence[Mapping[str, Any] | bytes]) -> bytes:
     dicts (half the cost of one per record), the JSON already made joined as it is."""
     made = [record for record in records if type(record) is bytes]
     if not made:
-        return _utf8(_encoder().encode({"records": list(records)}))
+        return _utf8(json_encoder().encode({"records": list(records)}))
     if len(made) < len(records):
         made = [_encode(record) for record in records]
     return _RECORDS_OPEN + b",".join(made) + _RECORDS_CLOSE

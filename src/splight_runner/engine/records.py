@@ -299,15 +299,32 @@ def with_time_and_trace(
     return record
 
 
+#: One encoder for every record (``json.dumps`` with options builds a new one per call), made with the
+#: first record: a run whose Engine only hears statuses (form bodies) never imports ``json`` (and ``re``).
+_ENCODER: Any = None
+
+
+def json_encoder() -> Any:
+    """The Engine's JSON encoder: compact, UTF-8 text as it is, no NaN, ``str()`` of what JSON cannot hold."""
+    global _ENCODER
+    if _ENCODER is None:
+        import json
+
+        _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+    return _ENCODER
+
+
 class RecordJSON:
     """The compact JSON of a usual record, made straight from its fields, as ``bytes``.
 
-    What the Engine's JSON encoder makes of :func:`engine_record`'s dict for a
-    record whose fields are ASCII text and whose tags are ASCII text or none
-    (the usual ``logger.info``), byte for byte, in a third of the time: no dict
-    in between, no encoder walking it, and the body of a POST is these joined
-    (``engine.client.pack_records``). The runner's direct path makes its usual
-    records this way; a property test holds the two to the same bytes.
+    What the Engine's JSON encoder (:func:`json_encoder`) makes of
+    :func:`engine_record`'s dict for a record whose text fields are ASCII (the
+    usual ``logger.info``; its tags any value), byte for byte, in a third of the
+    time: no dict in between, no encoder walking it, and the body of a POST is
+    these joined (``engine.client.pack_records``). The runner's direct path
+    makes its usual records this way; a property test holds the two to the
+    same bytes. Raises what the encoder raises for tags it cannot take (NaN,
+    a lone surrogate): the caller makes that record the dict way instead.
     """
 
     __slots__ = ("_head", "_quote")
@@ -326,24 +343,30 @@ class RecordJSON:
         message: str,
         level: str,
         filename: str,
-        tags: str | None,
+        tags: Any,
         timestamp_ns: int,
         trace_id: int,
         span_id: int,
     ) -> bytes:
-        """``level`` one of the Engine's five names; the text ASCII (the caller checks)."""
+        """``level`` one of the Engine's five names; the other text ASCII (the caller checks)."""
         quote = self._quote
+        if tags is None:
+            tags_json = "null"
+        elif type(tags) is str:
+            tags_json = quote(tags)
+        else:
+            tags_json = json_encoder().encode(tags)
         text = (
             f'{self._head}{quote(name)},"message":{quote(message)},"loglevel":"{level}",'
-            f'"filename":{quote(filename)},"traceback":"","tags":{"null" if tags is None else quote(tags)}'
+            f'"filename":{quote(filename)},"traceback":"","tags":{tags_json}'
         )
         if _historical_only:
-            return f"{text}}}".encode("ascii")
+            return f"{text}}}".encode()
         stamp = rfc3339(timestamp_ns if timestamp_ns else time.time_ns())
         if not trace_id:
-            return f'{text},"timestamp":"{stamp}"}}'.encode("ascii")
+            return f'{text},"timestamp":"{stamp}"}}'.encode()
         ids = f',"trace_id":"{trace_id:032x}"' + (f',"span_id":"{span_id:016x}"' if span_id else "")
-        return f'{text},"timestamp":"{stamp}"{ids}}}'.encode("ascii")
+        return f'{text},"timestamp":"{stamp}"{ids}}}'.encode()
 
 
 def _plain(attributes: Any) -> Mapping[str, Any]:

@@ -362,8 +362,8 @@ class EngineEmitter(_Emitter):
     def _plain_record(self, item: tuple[Any, ...]) -> bytes | None:
         """The Engine record of the usual ``logging`` record, as its JSON, made in one step; None for any other.
 
-        Usual: ASCII text, no exception or stack, no extra but ASCII text ``tags``
-        (so it cannot be a health event), text short enough never to need cutting
+        Usual: ASCII text, no exception or stack, no extra but ``tags`` (so it
+        cannot be a health event), text short enough never to need cutting
         for a POST. It is what :func:`log_fields` then ``records.engine_item`` and
         the Engine's encoder make of it, without the OpenTelemetry attributes or a
         dict in between: the property tests of the two paths hold the two to the
@@ -378,8 +378,8 @@ class EngineEmitter(_Emitter):
             if len(extras) != 1 or "tags" not in extras:
                 return None
             tags = extras["tags"]
-            if tags is not None and (type(tags) is not str or not tags.isascii()):
-                return None
+            if tags is not None and type(tags) is not str:
+                tags = attribute_value(tags)
         if len(message) > _USUAL_TEXT or not (message.isascii() and pathname.isascii() and name.isascii()):
             return None
         level = self._levels.get((levelno, levelname))
@@ -394,7 +394,10 @@ class EngineEmitter(_Emitter):
         make = self._json
         if make is None:
             make = self._json = records.RecordJSON(self._process_id or "", self._sender_type)
-        return make(name, message, level, filename, tags, int(created * 1e9), trace_id, span_id)
+        try:
+            return make(name, message, level, filename, tags, int(created * 1e9), trace_id, span_id)
+        except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+            return None  # tags JSON does not take as they are (NaN, a lone surrogate): the dict repairs them
 
     def emit_otel(self, item: tuple[Any, ...]) -> None:
         (_, scope, timestamp, observed, severity_number_, severity_text, body, attributes, event_name, *ids) = item
