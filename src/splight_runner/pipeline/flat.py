@@ -325,7 +325,9 @@ class EngineEmitter(_Emitter):
         self._levels: dict[tuple[int, str], str] = {}
         #: The file name of each path records came from (a component logs from a handful of files).
         self._basenames: dict[str, str] = {}
-        #: Made with the first usual record: the JSON of its kind (None: every record takes the dict).
+        #: Made with the first usual record, not here: it loads ``_json`` (a shared library), which a run
+        #: that logs nothing never needs. Usable when its ASCII prefix can be made (else every record
+        #: takes the dict).
         self._json: records.RecordJSON | None = None
         self._json_usable = bool(process_id) and (process_id or "").isascii() and sender_type.isascii()
 
