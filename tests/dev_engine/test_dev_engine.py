@@ -228,6 +228,25 @@ def test_rfc3339_utc_timestamps_are_accepted(dev_engine: DevEngine, stamp: str) 
 
 
 @pytest.mark.parametrize(
+    "stamp",
+    [
+        "2024-05-01T12:00:00.00000xZ",
+        "2024-05-01T12:00:00.\u00b2\u00b2\u00b2\u00b2\u00b2\u00b2Z",
+        "2024-05-01T12:00:00.1234567",
+    ],
+)
+def test_a_timestamp_in_a_second_already_seen_is_still_checked_whole(dev_engine: DevEngine, stamp: str) -> None:
+    seen = call(dev_engine, LOGS, {"records": [record(timestamp="2024-05-01T12:00:00.000001Z")]})
+
+    answer = call(
+        dev_engine, LOGS, {"records": [record(timestamp="2024-05-01T12:00:00.000002Z"), record(timestamp=stamp)]}
+    )
+
+    assert (seen.status, answer.status) == (201, 400)
+    assert answer.json["detail"].startswith("records[1].timestamp must be an RFC 3339 UTC time")
+
+
+@pytest.mark.parametrize(
     ("form", "detail"),
     [
         (
@@ -502,6 +521,19 @@ def test_printed_lines_are_readable_and_records_are_appended_as_json_lines(tmp_p
     ]
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{"kind": "log", **logged}, {"kind": "status", "id": "C1", "status": "Running"}]
+
+
+def test_every_record_of_a_request_is_one_line_of_kind_log_on_file_before_the_answer(tmp_path: Path) -> None:
+    path = tmp_path / "received.jsonl"
+    sent = [record(message=f"m{i}") for i in range(3)] + [record(message="own kind", kind="status")]
+    with DevEngine(record_path=path) as engine:
+        answer = call(engine, LOGS, {"records": sent})
+        on_file = path.read_text()  # read before the engine stops: written and flushed when answered
+
+    assert answer.status == 201
+    lines = [json.loads(line) for line in on_file.splitlines()]
+    assert lines == [{**r, "kind": "log"} for r in sent]
+    assert [next(iter(line)) for line in lines] == ["kind"] * 4
 
 
 def test_nothing_is_printed_without_out(dev_engine: DevEngine, capsys: pytest.CaptureFixture[str]) -> None:
