@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from splight_runner import __version__, _sockets, urls
 from splight_runner.bootstrap.splight_capture.values import valid_text
-from splight_runner.engine import http11
+from splight_runner.engine import alarms, http11
 from splight_runner.engine.proxies import proxy_for
 from splight_runner.engine.records import as_mapping, json_encoder
 from splight_runner.settings import EngineSettings
@@ -492,10 +492,11 @@ class _Watchdog:
     Per-step socket timeouts cannot bound a call: a server that answers one byte
     every half second never lets a read time out. ``shutdown`` on the socket
     (not ``close``: the descriptor stays ours until the caller closes it) makes
-    the blocked call return at once.
+    the blocked call return at once. The time is kept by the process's one
+    alarm thread (:mod:`.alarms`), not a thread per call.
     """
 
-    __slots__ = ("_conn", "_due", "_fired", "_lock", "_ours", "_timer")
+    __slots__ = ("_alarm", "_conn", "_due", "_fired", "_lock", "_ours")
 
     def __init__(self, conn: http11.Connection, seconds: float, ours: Callable[[Any], bool]) -> None:
         self._conn = conn
@@ -503,15 +504,9 @@ class _Watchdog:
         self._fired = False
         self._lock = threading.Lock()
         self._due = time.monotonic() + seconds
-        timer: threading.Timer | None = threading.Timer(seconds, self._fire)
-        timer.daemon = True
-        try:
-            timer.start()
-        except RuntimeError:
-            # Python 3.12+ starts no thread during interpreter shutdown (an in-process exit flush):
-            # the call is then bounded per step by its socket timeout, set to what is left.
-            timer = None
-        self._timer = timer
+        # None when no thread can keep the time (interpreter shutdown on Python 3.12+): the call is
+        # then bounded per step by its socket timeout, set to what is left.
+        self._alarm = alarms.CALLS.set(seconds, self._fire)
 
     def _fire(self) -> None:
         with self._lock:
@@ -529,21 +524,18 @@ class _Watchdog:
         with self._lock:
             if self._conn is None or self._fired or due >= self._due:
                 return
-            timer = threading.Timer(max(0.0, seconds), self._fire)
-            timer.daemon = True
-            try:
-                timer.start()
-            except RuntimeError:  # no thread can start (interpreter shutdown): the old timer stays
+            alarm = alarms.CALLS.set(seconds, self._fire)
+            if alarm is None:  # no thread can keep the time (interpreter shutdown): the old alarm stays
                 return
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = timer
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm = alarm
             self._due = due
 
     def cancel(self) -> bool:
         """Stop watching; True when the watchdog had already cut the call."""
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._alarm is not None:
+            self._alarm.cancel()
         with self._lock:
             self._conn = None
             return self._fired
