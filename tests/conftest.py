@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from splight_runner.dev_engine.server import DevEngine
+
+# A suite started in the background by a script (``cmd &`` without job control, ``nohup``) inherits
+# SIGINT and SIGQUIT ignored, and every runner and component it starts would too: the runner keeps a
+# signal that was ignored when it started ignored, as ``nohup`` asks. The tests that send them speak
+# of a terminal's Ctrl-C, so the suite starts its processes with the default dispositions.
+for _name in ("SIGINT", "SIGQUIT"):
+    if signal.getsignal(getattr(signal, _name)) == signal.SIG_IGN:
+        signal.signal(getattr(signal, _name), signal.default_int_handler if _name == "SIGINT" else signal.SIG_DFL)
 
 
 @pytest.fixture
