@@ -13,9 +13,10 @@ from splight_runner.dev_engine.server import DevEngine
 # SIGINT and SIGQUIT ignored, and every runner and component it starts would too: the runner keeps a
 # signal that was ignored when it started ignored, as ``nohup`` asks. The tests that send them speak
 # of a terminal's Ctrl-C, so the suite starts its processes with the default dispositions.
-for _name in ("SIGINT", "SIGQUIT"):
-    if signal.getsignal(getattr(signal, _name)) == signal.SIG_IGN:
-        signal.signal(getattr(signal, _name), signal.default_int_handler if _name == "SIGINT" else signal.SIG_DFL)
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture
