@@ -125,6 +125,23 @@ def _received(engine: DevEngine, logger: str) -> int:
     return sum(1 for record in engine.records if record.get("name") == logger)
 
 
+def _emit_records(n: int) -> int:
+    """Records ``emit.py`` logs for ``BENCH_N=n``: its warm-up calls and the measured ones."""
+    return n + min(500, n)
+
+
+def _counting_emit(engine: DevEngine, run: Callable[[], Run]) -> Callable[[], Run]:
+    """``run`` against an emptied Engine, with the ``bench.emit`` records it received as ``delivered``."""
+
+    def step() -> Run:
+        engine.clear()
+        done = run()
+        done.result["delivered"] = _received(engine, "bench.emit")
+        return done
+
+    return step
+
+
 def _each_run(ctx: Context, row: str, *steps: tuple[str, Callable[[], Any]]) -> list[list[Any]]:
     """Run the steps alternately ``ctx.runs`` times; one list of outcomes per step."""
     outcomes: list[list[Any]] = [[] for _ in steps]
@@ -165,12 +182,7 @@ def row_emit(ctx: Context) -> RowResult:
     with _engine() as engine:
         env = engine_env(engine.url, BENCH_N=str(n), BENCH_MODE="plain")
 
-        def runner() -> Run:
-            engine.clear()
-            run = run_component("emit.py", env)
-            run.result["delivered"] = _received(engine, "bench.emit")
-            return run
-
+        runner = _counting_emit(engine, lambda: run_component("emit.py", env))
         # The hook alone: the channel discards full batches (nothing written to the runner).
         hook_env = {**env, "BENCH_MODE": "hook-only"}
         plain, measured, hook_only = _each_run(
@@ -184,7 +196,7 @@ def row_emit(ctx: Context) -> RowResult:
     hook_cpu = _emit_lines(plain, hook_only, None, "hook alone")[1]
     hook_cpu.figure = "thread CPU, hook alone (nothing handed over) ÷ plain"
     result.lines.append(hook_cpu)
-    expected = n + min(500, n)
+    expected = _emit_records(n)
     delivered = med(run.result["delivered"] for run in measured)
     result.notes.append(f"emit: the Engine received {delivered:,.0f} of {expected:,} records (median of runs)")
     result.lines[0].detail += f"; Engine got {delivered:,.0f}/{expected:,}"
@@ -245,23 +257,14 @@ def row_emit_cheap(ctx: Context) -> RowResult:
     """
     result = RowResult("emit-cheap", "emit cost on a cheap call (stdout to a pipe)")
     n = ctx.size(50_000, 2_000)
-    expected = n + min(500, n)
+    expected = _emit_records(n)
     seed_dir = stock.SEED.ready() if ctx.smoke else stock.SEED.ensure()
     with _engine() as engine:
         env = engine_env(engine.url, BENCH_N=str(n), BENCH_MODE="plain", BENCH_HANDLER="stdout")
 
-        def counted(run: Callable[[], Run]) -> Callable[[], Run]:
-            def step() -> Run:
-                engine.clear()
-                done = run()
-                done.result["delivered"] = _received(engine, "bench.emit")
-                return done
-
-            return step
-
         steps: list[tuple[str, Callable[[], Run]]] = [
             ("plain python", lambda: run_plain("emit.py", env)),
-            ("run-component", counted(lambda: run_component("emit.py", env))),
+            ("run-component", _counting_emit(engine, lambda: run_component("emit.py", env))),
         ]
         if seed_dir is not None:
             seed = [str(seed_dir / "bin" / "splight-runner")]
@@ -269,7 +272,7 @@ def row_emit_cheap(ctx: Context) -> RowResult:
             steps.append(
                 (
                     f"splight-runner {stock.SEED_VERSION}",
-                    counted(lambda: run_component("emit.py", seed_env, runner=seed)),
+                    _counting_emit(engine, lambda: run_component("emit.py", seed_env, runner=seed)),
                 )
             )
         outcomes = _each_run(ctx, "emit-cheap", *steps)

@@ -17,6 +17,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from splight_runner import diagnostics
 from splight_runner.bootstrap.splight_capture.capture import flattener
 from splight_runner.dev_engine.server import DevEngine
 from splight_runner.engine import records
@@ -101,6 +102,23 @@ def test_413_split_counts_each_record_once(dev_engine: DevEngine) -> None:
     assert exporter.deliver(batch, lambda: None) is True
     assert [r["message"] for r in dev_engine.records] == [f"r{i}" for i in range(1, 9)]
     assert (exporter.stats.sent, exporter.stats.rejected, exporter.stats.abandoned) == (8, 1, 0)
+
+
+@pytest.mark.parametrize("form", ["dict", "json"])
+def test_a_record_refused_alone_is_named_by_its_logger_and_message_in_either_form(
+    dev_engine: DevEngine, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.setattr(diagnostics, "_limited", {})  # the first refusal of the run is said in full
+    dev_engine.fail_next(1, 413, endpoint="logs")
+    exporter = exporter_for(dev_engine)
+    record: Any = items(exporter, "the refused one")[0]
+    if form == "json":  # as the direct path queues a usual record
+        record = records.RecordJSON("C1", "component")("app", "the refused one", "INFO", "main.py", None, 0, 0, 0)
+
+    assert exporter.deliver([record], lambda: None) is True
+
+    assert (exporter.stats.sent, exporter.stats.rejected) == (0, 1)
+    assert "refused a log record of logger 'app': 'the refused one' on its own" in capsys.readouterr().err
 
 
 def test_rejected_statuses_are_not_counted_as_records(dev_engine: DevEngine, capsys: pytest.CaptureFixture) -> None:

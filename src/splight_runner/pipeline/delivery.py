@@ -314,12 +314,11 @@ class EngineDelivery:
 
 def _name(record: EngineRecord) -> str:
     """A refused record, named for stderr: its logger and the start of its message."""
-    if type(record) is bytes:
-        record = as_mapping(record)
-    message = str(record.get("message", ""))
+    fields = as_mapping(record)
+    message = str(fields.get("message", ""))
     if len(message) > NAMED_MESSAGE_CHARS:
         message = message[:NAMED_MESSAGE_CHARS] + "…"
-    return f"of logger {str(record.get('name', ''))!r}: {message!r}"
+    return f"of logger {str(fields.get('name', ''))!r}: {message!r}"
 
 
 def describe(error: BaseException) -> str:
